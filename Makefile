@@ -1,0 +1,36 @@
+# The two commands a user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint typecheck unit bench installer clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/styleclip-desktop
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check styleclip_desktop tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy styleclip_desktop/document styleclip_desktop/methods styleclip_desktop/weights styleclip_desktop/nets
+
+unit: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(VENV)/bin/styleclip-desktop bench --json
+
+clean:
+	rm -rf build dist *.egg-info
