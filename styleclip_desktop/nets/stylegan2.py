@@ -1,0 +1,374 @@
+"""StyleGAN2 generator in pure PyTorch, with an explicit style-space (S) API.
+
+The arithmetic follows NVIDIA's StyleGAN2 exactly (modulated/demodulated convs,
+transposed-conv upsampling followed by a [1,3,3,1] FIR filter, constant per-layer noise,
+leaky ReLU times sqrt(2), skip-architecture toRGB outputs), so the official weights load
+and render unchanged. No custom CUDA or C++ ops: it runs anywhere and exports to ONNX.
+
+Style space layout (26 vectors at 1024px), in generator order::
+
+    [conv(4), torgb(4), conv0(8), conv1(8), torgb(8), conv0(16), ...]
+
+Conv layer k reads W+ row k; the toRGB of a block reads the next row, which it shares
+with the next block's first conv. S excludes the toRGB weight gain (1/sqrt(in)): it is
+applied inside the toRGB layer, so S values are comparable with statistics and
+relevance matrices computed on the original TensorFlow generator.
+
+Weight layout follows the stylegan2-ada-pytorch checkpoint (conv weights [out, in, k, k],
+no flip for the upsampling conv); the loaders in `weights/` convert the other formats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything needed to rebuild a generator; config-f FFHQ 1024 by default."""
+
+    z_dim: int = 512
+    w_dim: int = 512
+    resolution: int = 1024
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_lr_mul: float = 0.01
+    channel_base: int = 32768
+    channel_max: int = 512
+    # Explicit (resolution, channels) pairs override channel_base/channel_max.
+    channels: tuple[tuple[int, int], ...] = field(default_factory=tuple)
+    conv_clamp: float | None = None
+
+    def __post_init__(self) -> None:
+        log2 = math.log2(self.resolution)
+        if self.resolution < 4 or log2 != int(log2):
+            raise ValueError(f"resolution must be a power of two >= 4, got {self.resolution}")
+
+    @property
+    def resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]
+
+    def channels_at(self, res: int) -> int:
+        explicit = dict(self.channels)
+        if res in explicit:
+            return explicit[res]
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * int(math.log2(self.resolution)) - 2
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "z_dim": self.z_dim, "w_dim": self.w_dim, "resolution": self.resolution,
+            "img_channels": self.img_channels, "mapping_layers": self.mapping_layers,
+            "mapping_lr_mul": self.mapping_lr_mul, "channel_base": self.channel_base,
+            "channel_max": self.channel_max, "channels": [list(p) for p in self.channels],
+            "conv_clamp": self.conv_clamp,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> GeneratorConfig:
+        kw = dict(d)
+        kw["channels"] = tuple((int(r), int(c)) for r, c in kw.get("channels", ()))  # type: ignore[attr-defined]
+        return cls(**kw)  # type: ignore[arg-type]
+
+
+# --- low-level ops --------------------------------------------------------------------
+
+
+def fir_filter_1d() -> Tensor:
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    return f / f.sum()
+
+
+def upfirdn2d(x: Tensor, f1d: Tensor, up: int = 1, pad: tuple[int, int] = (0, 0), gain: float = 1.0) -> Tensor:
+    """Upsample by zero insertion, pad (negative = crop), then filter with a separable FIR.
+
+    Same arithmetic as NVIDIA's upfirdn2d reference for square, symmetric filters.
+    `gain` is the total 2-D gain (e.g. up**2 to keep brightness after zero insertion).
+    """
+    b, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(b, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(b, c, h * up, w * up)
+    p0, p1 = pad
+    if p0 > 0 or p1 > 0:
+        x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    if p0 < 0 or p1 < 0:
+        x = x[:, :, max(-p0, 0): x.shape[2] - max(-p1, 0), max(-p0, 0): x.shape[3] - max(-p1, 0)]
+    taps = (f1d * math.sqrt(gain)).flip(0).to(x.dtype)
+    k = taps.numel()
+    fy = taps.view(1, 1, k, 1).repeat(c, 1, 1, 1)
+    fx = taps.view(1, 1, 1, k).repeat(c, 1, 1, 1)
+    x = F.conv2d(x, fy, groups=c)
+    return F.conv2d(x, fx, groups=c)
+
+
+def upsample2d(x: Tensor, f1d: Tensor) -> Tensor:
+    """2x upsampling of the skip image (pad 2,1 for a 4-tap filter)."""
+    k = f1d.numel()
+    return upfirdn2d(x, f1d, up=2, pad=((k + 1) // 2, (k - 2) // 2), gain=4.0)
+
+
+def lrelu_agc(x: Tensor, bias: Tensor, clamp: float | None) -> Tensor:
+    x = F.leaky_relu(x + bias.view(1, -1, 1, 1), 0.2) * SQRT2
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer with an equalized learning rate (runtime weight scaling)."""
+
+    def __init__(self, in_features: int, out_features: int, lr_mul: float = 1.0,
+                 bias_init: float = 0.0, activate: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.bias_gain = lr_mul
+        self.activate = activate
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.linear(x, self.weight * self.weight_gain)
+        x = x + self.bias * self.bias_gain
+        if self.activate:
+            x = F.leaky_relu(x, 0.2) * SQRT2
+        return x
+
+
+def normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
+    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float) -> None:
+        super().__init__()
+        dims = [z_dim] + [w_dim] * num_layers
+        self.num_layers = num_layers
+        for i in range(num_layers):
+            setattr(self, f"fc{i}", EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True))
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = normalize_2nd_moment(z)
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        return x
+
+
+class StyledConv(nn.Module):
+    """Modulated 3x3 conv (+ optional 2x upsampling), constant noise, bias, lrelu."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: bool,
+                 conv_clamp: float | None) -> None:
+        super().__init__()
+        self.in_ch, self.out_ch, self.up, self.resolution = in_ch, out_ch, up, resolution
+        self.conv_clamp = conv_clamp
+        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.register_buffer("filter", fir_filter_1d())
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        # Modulate activations rather than weights: mathematically identical to the fused
+        # grouped conv, but keeps the batch dimension free (dynamic batch in ONNX export).
+        w = self.weight
+        dcoef = (style.square() @ w.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()
+        x = x * style.view(style.shape[0], -1, 1, 1)
+        if self.up:
+            x = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+            x = upfirdn2d(x, self.filter, pad=(1, 1), gain=4.0)
+        else:
+            x = F.conv2d(x, w, padding=1)
+        x = x * dcoef.view(dcoef.shape[0], -1, 1, 1)
+        x = x + self.noise_const * self.noise_strength
+        return lrelu_agc(x, self.bias, self.conv_clamp)
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_ch: int, img_channels: int, w_dim: int, conv_clamp: float | None) -> None:
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(img_channels, in_ch, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+        self.weight_gain = 1.0 / math.sqrt(in_ch)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        x = x * (style * self.weight_gain).view(style.shape[0], -1, 1, 1)
+        x = F.conv2d(x, self.weight) + self.bias.view(1, -1, 1, 1)
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
+
+
+@dataclass(frozen=True)
+class StyleSlot:
+    """One entry of S: which layer it drives and which W+ row feeds it."""
+
+    index: int
+    resolution: int
+    kind: str  # "conv" or "torgb"
+    dim: int
+    w_row: int
+
+    @property
+    def is_torgb(self) -> bool:
+        return self.kind == "torgb"
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: z -> w -> W+ -> S -> image."""
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or GeneratorConfig()
+        self.config = cfg
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_mul)
+        self.const = nn.Parameter(torch.randn(cfg.channels_at(4), 4, 4))
+        self.convs = nn.ModuleList()
+        self.torgbs = nn.ModuleList()
+        slots: list[StyleSlot] = []
+        conv_index = 0
+        prev = cfg.channels_at(4)
+        for res in cfg.resolutions:
+            ch = cfg.channels_at(res)
+            ups = [False] if res == 4 else [True, False]
+            for up in ups:
+                in_ch = prev if up else ch
+                self.convs.append(StyledConv(in_ch, ch, cfg.w_dim, res, up, cfg.conv_clamp))
+                slots.append(StyleSlot(len(slots), res, "conv", in_ch, conv_index))
+                conv_index += 1
+            self.torgbs.append(ToRGB(ch, cfg.img_channels, cfg.w_dim, cfg.conv_clamp))
+            slots.append(StyleSlot(len(slots), res, "torgb", ch, conv_index))
+            prev = ch
+        self.slots: tuple[StyleSlot, ...] = tuple(slots)
+        self.register_buffer("filter", fir_filter_1d())
+
+    # --- bookkeeping ------------------------------------------------------------------
+
+    @property
+    def num_ws(self) -> int:
+        return self.config.num_ws
+
+    @property
+    def w_avg(self) -> Tensor:
+        return self.mapping.w_avg  # type: ignore[return-value]
+
+    @property
+    def style_dims(self) -> list[int]:
+        return [s.dim for s in self.slots]
+
+    @property
+    def conv_slots(self) -> list[StyleSlot]:
+        return [s for s in self.slots if not s.is_torgb]
+
+    def _styled_layers(self) -> list[StyledConv | ToRGB]:
+        layers: list[StyledConv | ToRGB] = []
+        ci = ti = 0
+        for slot in self.slots:
+            if slot.is_torgb:
+                layers.append(self.torgbs[ti])  # type: ignore[arg-type]
+                ti += 1
+            else:
+                layers.append(self.convs[ci])  # type: ignore[arg-type]
+                ci += 1
+        return layers
+
+    # --- z -> w -> W+ -> S ------------------------------------------------------------
+
+    def mapping_forward(self, z: Tensor, psi: float = 1.0) -> Tensor:
+        """z (B, z_dim) -> w (B, w_dim), truncated towards w_avg by psi."""
+        if z.ndim != 2 or z.shape[1] != self.config.z_dim:
+            raise ValueError(f"z must be (B, {self.config.z_dim}), got {tuple(z.shape)}")
+        w = self.mapping(z)
+        return self.truncate(w, psi)
+
+    def truncate(self, w: Tensor, psi: float) -> Tensor:
+        if psi == 1.0:
+            return w
+        return self.w_avg + psi * (w - self.w_avg)
+
+    def broadcast_w(self, w: Tensor) -> Tensor:
+        """(B, w_dim) or (B, L, w_dim) -> W+ (B, L, w_dim)."""
+        if w.ndim == 2:
+            return w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if w.ndim == 3 and w.shape[1] == self.num_ws and w.shape[2] == self.config.w_dim:
+            return w
+        raise ValueError(f"W+ must be (B, {self.num_ws}, {self.config.w_dim}), got {tuple(w.shape)}")
+
+    def w_to_s(self, w: Tensor) -> list[Tensor]:
+        """w or W+ -> the style vectors, one (B, dim) tensor per slot, toRGB included."""
+        ws = self.broadcast_w(w)
+        return [layer.affine(ws[:, slot.w_row]) for slot, layer in zip(self.slots, self._styled_layers(), strict=True)]
+
+    # --- synthesis --------------------------------------------------------------------
+
+    def synthesize(self, styles: Sequence[Tensor], out_res: int | None = None) -> Tensor:
+        """S -> image (B, C, H, W), range about [-1, 1].
+
+        `out_res` stops after that block and returns the skip image summed so far: a cheap
+        low-resolution preview of the same picture.
+        """
+        if len(styles) != len(self.slots):
+            raise ValueError(f"expected {len(self.slots)} style vectors, got {len(styles)}")
+        for slot, s in zip(self.slots, styles, strict=True):
+            if s.ndim != 2 or s.shape[1] != slot.dim:
+                raise ValueError(f"style {slot.index} must be (B, {slot.dim}), got {tuple(s.shape)}")
+        stop = out_res or self.config.resolution
+        if stop not in self.config.resolutions:
+            raise ValueError(f"out_res must be one of {self.config.resolutions}, got {stop}")
+        batch = styles[0].shape[0]
+        x = self.const.unsqueeze(0).expand(batch, -1, -1, -1)
+        img: Tensor | None = None
+        layers = self._styled_layers()
+        for slot, layer, s in zip(self.slots, layers, styles, strict=True):
+            if slot.resolution > stop:
+                break
+            if slot.is_torgb:
+                y = layer(x, s)
+                img = y if img is None else upsample2d(img, self.filter) + y
+            else:
+                x = layer(x, s)
+        assert img is not None
+        return img
+
+    def forward(self, ws: Tensor, out_res: int | None = None) -> Tensor:
+        return self.synthesize(self.w_to_s(ws), out_res=out_res)
+
+    @torch.no_grad()
+    def sample_w(self, n: int, seed: int, psi: float = 0.7, device: torch.device | str = "cpu") -> Tensor:
+        z = torch.from_numpy(np.random.RandomState(seed).randn(n, self.config.z_dim).astype(np.float32))
+        return self.mapping_forward(z.to(device), psi)
+
+
+# --- S packing helpers ----------------------------------------------------------------
+
+
+def pack_styles(styles: Sequence[Tensor]) -> Tensor:
+    """List of (B, dim_i) -> (B, sum dim_i)."""
+    return torch.cat(list(styles), dim=1)
+
+
+def unpack_styles(flat: Tensor, dims: Sequence[int]) -> list[Tensor]:
+    return list(torch.split(flat, list(dims), dim=1))
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """(B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8."""
+    x = (img.detach().float() * 127.5 + 128.0).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,345 @@
+"""StyleGAN2 checkpoints in the three formats users actually have.
+
+- NVIDIA stylegan2-ada-pytorch `.pkl` (persistent classes; read with the restricted
+  unpickler, the source code inside is never run);
+- NVIDIA's original TensorFlow `.pkl` (dnnlib.tflib Network state; stub classes, no TF);
+- rosinality stylegan2-pytorch `.pt` (`g_ema` state dict; `torch.load(weights_only=True)`).
+
+All three become the same `Generator`. The format is decided from the file's content,
+never its extension. A converted safetensors copy is cached under the source file's
+SHA-256 so the next start skips the slow path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from styleclip_desktop.errors import ModelFileError
+from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
+from styleclip_desktop.weights import safe_pickle
+
+log = logging.getLogger(__name__)
+
+ADA_PKL = "stylegan2-ada-pkl"
+TF_PKL = "stylegan2-tf-pkl"
+ROSINALITY_PT = "stylegan2-rosinality-pt"
+GENERATOR_FORMATS = (ADA_PKL, TF_PKL, ROSINALITY_PT)
+
+StateDict = dict[str, torch.Tensor]
+
+
+# --- content sniffing -----------------------------------------------------------------
+
+
+def _torch_zip_top_keys(path: Path) -> set[str] | None:
+    try:
+        obj = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+    except Exception:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            return None
+    return set(obj.keys()) if isinstance(obj, dict) else None
+
+
+def detect_generator_format(path: str | os.PathLike[str]) -> str | None:
+    """Which generator format `path` holds, from its content; None if not a generator."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4 << 20)
+    except OSError:
+        return None
+    if head[:2] == b"PK" and zipfile.is_zipfile(p):
+        keys = _torch_zip_top_keys(p)
+        return ROSINALITY_PT if keys and "g_ema" in keys else None
+    if head[:1] != b"\x80":
+        return None
+    refs = safe_pickle.pickle_globals(head)
+    if ("torch_utils.persistence", "_reconstruct_persistent_obj") in refs:
+        return ADA_PKL
+    if ("dnnlib.tflib.network", "Network") in refs:
+        return TF_PKL
+    return None
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- shape inference shared by all formats --------------------------------------------
+
+
+def _config_from_canonical(sd: Mapping[str, torch.Tensor], mapping_lr_mul: float,
+                           conv_clamp: float | None) -> GeneratorConfig:
+    """Rebuild the constructor arguments from our own key names and tensor shapes."""
+    n_map = len([k for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k)])
+    if n_map == 0 or "const" not in sd:
+        raise ModelFileError("the checkpoint has no StyleGAN2 generator weights")
+    z_dim = int(sd["mapping.fc0.weight"].shape[1])
+    w_dim = int(sd[f"mapping.fc{n_map - 1}.weight"].shape[0])
+    n_rgb = len([k for k in sd if re.fullmatch(r"torgbs\.\d+\.weight", k)])
+    resolution = 2 ** (n_rgb + 1)
+    channels = [(4, int(sd["const"].shape[0]))]
+    for i in range(1, n_rgb):
+        channels.append((2 ** (i + 2), int(sd[f"torgbs.{i}.weight"].shape[1])))
+    img_channels = int(sd["torgbs.0.weight"].shape[0])
+    return GeneratorConfig(z_dim=z_dim, w_dim=w_dim, resolution=resolution, img_channels=img_channels,
+                           mapping_layers=n_map, mapping_lr_mul=mapping_lr_mul,
+                           channels=tuple(channels), conv_clamp=conv_clamp)
+
+
+def build_generator(sd: Mapping[str, torch.Tensor], config: GeneratorConfig) -> Generator:
+    G = Generator(config)
+    own = G.state_dict()
+    missing = [k for k in own if k not in sd and not k.endswith("filter")]
+    if missing:
+        raise ModelFileError(f"the checkpoint lacks {len(missing)} generator tensors (first: {missing[0]})")
+    for k, v in own.items():
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape):
+            raise ModelFileError(f"tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
+    G.load_state_dict({k: sd[k].float() if k in sd else v for k, v in own.items()})
+    return G.eval().requires_grad_(False)
+
+
+def _conv_layer_names(n_rgb: int) -> list[tuple[int, int, bool]]:
+    """(conv index, resolution, is upsampling conv) in generator order."""
+    out = [(0, 4, False)]
+    idx = 1
+    for i in range(1, n_rgb):
+        res = 2 ** (i + 2)
+        out += [(idx, res, True), (idx + 1, res, False)]
+        idx += 2
+    return out
+
+
+# --- NVIDIA stylegan2-ada-pytorch .pkl ------------------------------------------------
+
+
+def _ada_to_canonical(src: Mapping[str, Any]) -> StateDict:
+    def t(x: Any) -> torch.Tensor:
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+    sd: StateDict = {}
+    for k, v in src.items():
+        m = re.fullmatch(r"mapping\.(fc\d+\.(?:weight|bias)|w_avg)", k)
+        if m:
+            sd[f"mapping.{m.group(1)}"] = t(v)
+    sd["const"] = t(src["synthesis.b4.const"])
+    n_rgb = len([k for k in src if re.fullmatch(r"synthesis\.b\d+\.torgb\.weight", k)])
+    for idx, res, up in _conv_layer_names(n_rgb):
+        name = f"synthesis.b{res}.{'conv0' if up else 'conv1'}"
+        for part in ("affine.weight", "affine.bias", "weight", "bias", "noise_strength", "noise_const"):
+            sd[f"convs.{idx}.{part}"] = t(src[f"{name}.{part}"])
+    for i in range(n_rgb):
+        res = 2 ** (i + 2)
+        for part in ("affine.weight", "affine.bias", "weight", "bias"):
+            sd[f"torgbs.{i}.{part}"] = t(src[f"synthesis.b{res}.torgb.{part}"])
+    return sd
+
+
+def load_ada_pkl(path: Path) -> Generator:
+    with open(path, "rb") as f:
+        data = safe_pickle.restricted_load(f)
+    if not isinstance(data, dict) or not isinstance(data.get("G_ema"), safe_pickle.PersistentObject):
+        raise ModelFileError("this NVIDIA pickle has no G_ema generator")
+    g = data["G_ema"]
+    kwargs = g.init_kwargs
+    mapping_kwargs = dict(kwargs.get("mapping_kwargs") or {})
+    synthesis_kwargs = dict(kwargs.get("synthesis_kwargs") or {})
+    if int(kwargs.get("c_dim", 0) or 0) != 0:
+        raise ModelFileError("conditional (class-label) generators are not supported")
+    if synthesis_kwargs.get("architecture", "skip") != "skip":
+        raise ModelFileError("only the skip-architecture StyleGAN2 generator (config-e/f) is supported")
+    try:
+        sd = _ada_to_canonical(g.tensors())
+    except KeyError as exc:
+        raise ModelFileError(f"the generator in this pickle lacks tensor {exc}") from exc
+    cfg = _config_from_canonical(sd, float(mapping_kwargs.get("lr_multiplier", 0.01)),
+                                 synthesis_kwargs.get("conv_clamp"))
+    return build_generator(sd, cfg)
+
+
+# --- NVIDIA TensorFlow .pkl -----------------------------------------------------------
+
+
+def _tf_params(net: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, value in net.get("variables", []):
+        out[prefix + name] = np.asarray(value)
+    for name, comp in (net.get("components") or {}).items():
+        out.update(_tf_params(comp, f"{prefix}{name}/"))
+    return out
+
+
+def _tf_to_canonical(p: Mapping[str, np.ndarray]) -> StateDict:
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(x, dtype=np.float32, order="C"))
+
+    sd: StateDict = {}
+    n_map = len([k for k in p if re.fullmatch(r"mapping/Dense\d+/weight", k)])
+    for i in range(n_map):
+        sd[f"mapping.fc{i}.weight"] = t(p[f"mapping/Dense{i}/weight"].T)
+        sd[f"mapping.fc{i}.bias"] = t(p[f"mapping/Dense{i}/bias"])
+    sd["mapping.w_avg"] = t(p["dlatent_avg"])
+    sd["const"] = t(p["synthesis/4x4/Const/const"][0])
+    n_rgb = len([k for k in p if re.fullmatch(r"synthesis/\d+x\d+/ToRGB/weight", k)])
+    for idx, res, up in _conv_layer_names(n_rgb):
+        scope = f"synthesis/{res}x{res}/" + ("Conv" if res == 4 else "Conv0_up" if up else "Conv1")
+        weight = p[f"{scope}/weight"]
+        if up:  # TF's upsampling conv flips its kernel; ours (like NVIDIA's PyTorch) does not
+            weight = weight[::-1, ::-1]
+        sd[f"convs.{idx}.weight"] = t(weight.transpose(3, 2, 0, 1))
+        sd[f"convs.{idx}.bias"] = t(p[f"{scope}/bias"])
+        sd[f"convs.{idx}.affine.weight"] = t(p[f"{scope}/mod_weight"].T)
+        sd[f"convs.{idx}.affine.bias"] = t(p[f"{scope}/mod_bias"] + 1.0)
+        sd[f"convs.{idx}.noise_strength"] = t(np.asarray(p[f"{scope}/noise_strength"]).reshape(()))
+        sd[f"convs.{idx}.noise_const"] = t(p[f"synthesis/noise{idx}"][0, 0])
+    for i in range(n_rgb):
+        res = 2 ** (i + 2)
+        scope = f"synthesis/{res}x{res}/ToRGB"
+        sd[f"torgbs.{i}.weight"] = t(p[f"{scope}/weight"].transpose(3, 2, 0, 1))
+        sd[f"torgbs.{i}.bias"] = t(p[f"{scope}/bias"])
+        sd[f"torgbs.{i}.affine.weight"] = t(p[f"{scope}/mod_weight"].T)
+        sd[f"torgbs.{i}.affine.bias"] = t(p[f"{scope}/mod_bias"] + 1.0)
+    return sd
+
+
+def load_tf_pkl(path: Path) -> Generator:
+    with open(path, "rb") as f:
+        data = safe_pickle.restricted_load(f)
+    if not (isinstance(data, tuple) and len(data) == 3 and all(isinstance(n, dict) for n in data)):
+        raise ModelFileError("this TensorFlow pickle is not the (G, D, Gs) triple StyleGAN2 saves")
+    gs = data[2]
+    kwargs = dict(gs.get("static_kwargs") or {})
+    if int(kwargs.get("label_size", 0) or 0) != 0:
+        raise ModelFileError("conditional (class-label) generators are not supported")
+    if kwargs.get("architecture", "skip") != "skip":
+        raise ModelFileError("only the skip-architecture StyleGAN2 generator (config-e/f) is supported")
+    try:
+        sd = _tf_to_canonical(_tf_params(gs))
+    except KeyError as exc:
+        raise ModelFileError(f"the generator in this pickle lacks variable {exc}") from exc
+    cfg = _config_from_canonical(sd, float(kwargs.get("mapping_lrmul", 0.01)), None)
+    return build_generator(sd, cfg)
+
+
+# --- rosinality .pt -------------------------------------------------------------------
+
+
+def _rosinality_to_canonical(g: Mapping[str, torch.Tensor], latent_avg: torch.Tensor | None) -> StateDict:
+    sd: StateDict = {}
+    n_map = len([k for k in g if re.fullmatch(r"style\.\d+\.weight", k)])
+    for i in range(n_map):
+        sd[f"mapping.fc{i}.weight"] = g[f"style.{i + 1}.weight"]
+        sd[f"mapping.fc{i}.bias"] = g[f"style.{i + 1}.bias"]
+    if latent_avg is not None:
+        sd["mapping.w_avg"] = latent_avg.reshape(-1)
+    sd["const"] = g["input.input"][0]
+    n_rgb = 1 + len([k for k in g if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
+    for idx, _res, _up in _conv_layer_names(n_rgb):
+        name = "conv1" if idx == 0 else f"convs.{idx - 1}"
+        sd[f"convs.{idx}.weight"] = g[f"{name}.conv.weight"][0]
+        sd[f"convs.{idx}.affine.weight"] = g[f"{name}.conv.modulation.weight"]
+        sd[f"convs.{idx}.affine.bias"] = g[f"{name}.conv.modulation.bias"]
+        sd[f"convs.{idx}.bias"] = g[f"{name}.activate.bias"]
+        sd[f"convs.{idx}.noise_strength"] = g[f"{name}.noise.weight"].reshape(())
+        sd[f"convs.{idx}.noise_const"] = g[f"noises.noise_{idx}"][0, 0]
+    for i in range(n_rgb):
+        name = "to_rgb1" if i == 0 else f"to_rgbs.{i - 1}"
+        sd[f"torgbs.{i}.weight"] = g[f"{name}.conv.weight"][0]
+        sd[f"torgbs.{i}.affine.weight"] = g[f"{name}.conv.modulation.weight"]
+        sd[f"torgbs.{i}.affine.bias"] = g[f"{name}.conv.modulation.bias"]
+        sd[f"torgbs.{i}.bias"] = g[f"{name}.bias"].reshape(-1)
+    return sd
+
+
+def load_rosinality_pt(path: Path) -> Generator:
+    import argparse
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"cannot read this PyTorch checkpoint: it is damaged or truncated ({exc})") from exc
+    if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
+        raise ModelFileError("this PyTorch checkpoint has no 'g_ema' generator")
+    latent_avg = ckpt.get("latent_avg")
+    try:
+        sd = _rosinality_to_canonical(ckpt["g_ema"], latent_avg)
+    except KeyError as exc:
+        raise ModelFileError(f"the generator in this checkpoint lacks tensor {exc}") from exc
+    cfg = _config_from_canonical(sd, 0.01, None)
+    G = build_generator(sd, cfg)
+    if latent_avg is None:  # older training checkpoints: estimate the mean w as the official code does
+        with torch.no_grad():
+            G.mapping.w_avg.copy_(G.mapping(torch.randn(4096, cfg.z_dim, generator=torch.Generator().manual_seed(0))).mean(0))
+    return G
+
+
+# --- front door -----------------------------------------------------------------------
+
+_LOADERS: dict[str, Callable[[Path], Generator]] = {
+    ADA_PKL: load_ada_pkl, TF_PKL: load_tf_pkl, ROSINALITY_PT: load_rosinality_pt,
+}
+
+
+def _cache_path(cache_dir: Path, digest: str) -> Path:
+    return cache_dir / "generators" / f"{digest}.safetensors"
+
+
+def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                   cache_dir: Path | None = None) -> Generator:
+    """Load any supported StyleGAN2 checkpoint as a `Generator` in eval mode."""
+    from safetensors.torch import load_file, save_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"generator file not found: {p}")
+    digest = sha256_file(p) if cache_dir is not None else ""
+    if cache_dir is not None:
+        cached = _cache_path(cache_dir, digest)
+        if cached.is_file():
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(cached), framework="pt") as f:
+                    meta = f.metadata() or {}
+                cfg = GeneratorConfig.from_dict(json.loads(meta["config"]))
+                G = build_generator(load_file(str(cached)), cfg)
+                G.source_sha256 = digest  # type: ignore[assignment]
+                return G.to(device)
+            except Exception as exc:  # a damaged cache entry is rebuilt from the source
+                log.warning("ignoring unreadable converted copy %s: %s", cached, exc)
+    fmt = detect_generator_format(p)
+    if fmt is None:
+        raise ModelFileError(f"{p.name} is not a StyleGAN2 checkpoint this app can read "
+                             "(NVIDIA .pkl, NVIDIA TensorFlow .pkl or rosinality .pt)")
+    G = _LOADERS[fmt](p)
+    G.source_sha256 = digest or sha256_file(p)  # type: ignore[assignment]
+    if cache_dir is not None:
+        try:
+            target = _cache_path(cache_dir, digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(tmp),
+                      metadata={"config": json.dumps(G.config.to_dict()), "source_format": fmt})
+            os.replace(tmp, target)
+        except OSError as exc:  # a read-only or full cache only costs speed next time
+            log.warning("could not cache the converted generator: %s", exc)
+    return G.to(device)
