@@ -12,6 +12,10 @@ class UserError(Exception):
     """A problem the user can act on (bad input, missing model, full disk, ...)."""
 
 
+class UsageError(UserError):
+    """The command line itself is wrong (exit code 2, like argparse's own errors)."""
+
+
 class ModelFileError(UserError):
     """A model file is missing, damaged, of the wrong kind, or unsafe to load."""
 

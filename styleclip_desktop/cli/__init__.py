@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from styleclip_desktop import __version__
-from styleclip_desktop.errors import Cancelled, UserError
+from styleclip_desktop.errors import Cancelled, UsageError, UserError
 
 # Subcommand modules, in the order their help is listed.
 _COMMAND_MODULES = (
@@ -86,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("styleclip-desktop: interrupted", file=sys.stderr)
         return 130
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"styleclip-desktop: error: {exc}", file=sys.stderr)
+        return 2
     except UserError as exc:
         if args.debug:
             raise

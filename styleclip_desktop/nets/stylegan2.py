@@ -153,6 +153,8 @@ def normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 class MappingNetwork(nn.Module):
+    w_avg: Tensor
+
     def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float) -> None:
         super().__init__()
         dims = [z_dim] + [w_dim] * num_layers
@@ -170,6 +172,9 @@ class MappingNetwork(nn.Module):
 
 class StyledConv(nn.Module):
     """Modulated 3x3 conv (+ optional 2x upsampling), constant noise, bias, lrelu."""
+
+    noise_const: Tensor
+    filter: Tensor
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: bool,
                  conv_clamp: float | None) -> None:
@@ -234,6 +239,9 @@ class StyleSlot:
 class Generator(nn.Module):
     """StyleGAN2 generator: z -> w -> W+ -> S -> image."""
 
+    mapping: MappingNetwork
+    filter: Tensor
+
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()
         cfg = config or GeneratorConfig()
@@ -267,7 +275,7 @@ class Generator(nn.Module):
 
     @property
     def w_avg(self) -> Tensor:
-        return self.mapping.w_avg  # type: ignore[return-value]
+        return self.mapping.w_avg
 
     @property
     def style_dims(self) -> list[int]:

@@ -43,13 +43,15 @@ StateDict = dict[str, torch.Tensor]
 
 
 def _torch_zip_top_keys(path: Path) -> set[str] | None:
+    # A file object (not a path) so torch never guesses the format from the extension;
+    # the meta device reads structure only, no tensor data.
     try:
-        obj = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+        import argparse
+
+        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(f, map_location="meta", weights_only=True)
     except Exception:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:
-            return None
+        return None
     return set(obj.keys()) if isinstance(obj, dict) else None
 
 
@@ -273,8 +275,8 @@ def load_rosinality_pt(path: Path) -> Generator:
     import argparse
 
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelFileError(f"cannot read this PyTorch checkpoint: it is damaged or truncated ({exc})") from exc
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:

@@ -106,6 +106,15 @@ def _numpy_frombuffer() -> Callable[..., Any]:
     return frombuffer
 
 
+def _torch_attr(name: str) -> Callable[[], Any]:
+    def get() -> Any:
+        import torch
+
+        return getattr(torch, name)
+
+    return get
+
+
 def _allowed() -> dict[tuple[str, str], Callable[[], Any]]:
     """(module, name) -> factory returning the object to use. Factories defer imports."""
     table: dict[tuple[str, str], Callable[[], Any]] = {
@@ -132,7 +141,7 @@ def _allowed() -> dict[tuple[str, str], Callable[[], Any]]:
         table[(mod, "_frombuffer")] = _numpy_frombuffer
     for mod in ("torch", "torch.cuda"):
         for kind in ("Float", "Half", "Double", "Long", "Int", "Bool", "Byte", "BFloat16"):
-            table[(mod, f"{kind}Storage")] = (lambda m=mod, k=kind: getattr(__import__("torch"), f"{k}Storage"))
+            table[(mod, f"{kind}Storage")] = _torch_attr(f"{kind}Storage")
     return table
 
 

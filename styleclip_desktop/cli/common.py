@@ -1,0 +1,206 @@
+"""What the CLI commands share: device choice, model resolution, progress, output files."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from styleclip_desktop import paths
+from styleclip_desktop.errors import ModelFileError, UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from styleclip_desktop.methods.global_directions import StyleStats
+    from styleclip_desktop.nets.clip import ClipModel
+    from styleclip_desktop.nets.stylegan2 import Generator
+
+# Official generator file names users keep (see resources/models.toml), most common first.
+GENERATOR_FILENAMES = ("stylegan2-ffhq-config-f.pkl", "ffhq.pkl", "stylegan2-ffhq-config-f.pt")
+CLIP_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "clip-vit-b32.safetensors")
+FS3_FILENAMES = ("fs3.npy", "fs3-ffhq.npy")
+
+
+def note(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def pick_device(args: argparse.Namespace) -> torch.device:
+    import torch
+
+    want = getattr(args, "device", "auto") or "auto"
+    if want == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if want == "cuda":
+        note("notice: CUDA was requested but no usable NVIDIA GPU was found; running on the CPU")
+    return torch.device("cpu")
+
+
+def models_dir(args: argparse.Namespace) -> Path:
+    return paths.models_dir(getattr(args, "models_dir", None))
+
+
+def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
+    for n in names:
+        if (folder / n).is_file():
+            return folder / n
+    return None
+
+
+def generator_path(args: argparse.Namespace) -> Path:
+    if args.generator:
+        return Path(args.generator)
+    found = _first_existing(models_dir(args), GENERATOR_FILENAMES)
+    if found is None:
+        raise ModelFileError(
+            f"no StyleGAN2 generator in {models_dir(args)}: run `styleclip-desktop models download "
+            "stylegan2-ffhq-ada`, import one with `models import PATH`, or pass --generator PATH")
+    return found
+
+
+def load_generator(args: argparse.Namespace, device: torch.device) -> Generator:
+    from styleclip_desktop.weights.formats import load_generator as _load
+
+    return _load(generator_path(args), device=device, cache_dir=paths.cache_dir())
+
+
+def clip_source(args: argparse.Namespace) -> str:
+    if args.clip:
+        return str(args.clip)
+    found = _first_existing(models_dir(args), CLIP_FILENAMES)
+    return str(found) if found else "openai"
+
+
+def load_clip(args: argparse.Namespace, device: torch.device) -> ClipModel:
+    from styleclip_desktop.nets.clip import load_clip as _load
+
+    return _load(clip_source(args), device=device)
+
+
+def generator_key(G: Generator) -> str:
+    return str(getattr(G, "source_sha256", "unknown"))[:16]
+
+
+def directions_dir(args: argparse.Namespace, G: Generator) -> Path:
+    return models_dir(args) / "directions" / generator_key(G)
+
+
+def fs3_path(args: argparse.Namespace, G: Generator) -> Path:
+    if args.fs3:
+        return Path(args.fs3)
+    own = directions_dir(args, G) / "fs3.npy"
+    if own.is_file():
+        return own
+    found = _first_existing(models_dir(args), FS3_FILENAMES)
+    if found is None:
+        raise ModelFileError(
+            "no global-direction matrix (fs3) for this generator: download the official FFHQ one with "
+            "`styleclip-desktop models download fs3-ffhq`, compute one with `directions precompute`, "
+            "or pass --fs3 PATH")
+    return found
+
+
+def stats_path(G: Generator) -> Path:
+    return paths.cache_dir() / "directions" / generator_key(G) / "stats.npz"
+
+
+def progress_bar(desc: str, unit: str = "it") -> Callable[[int, int], None]:
+    """A progress callback: a tqdm bar on an interactive stderr, silence otherwise."""
+    if not sys.stderr.isatty():
+        return lambda done, total: None
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "b" not in bar:
+            bar["b"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+        bar["b"].n = done
+        bar["b"].refresh()
+        if done >= total:
+            bar["b"].close()
+
+    return update
+
+
+def load_wplus(path: Path, num_ws: int, w_dim: int) -> np.ndarray:
+    """A W+ latent from .npy: (L, w_dim) or (1, L, w_dim); (w_dim,) is broadcast to W+."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise UserError(f"latent file not found: {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable .npy latent ({exc})") from exc
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 1 and arr.shape[0] == w_dim:
+        arr = np.repeat(arr[None], num_ws, 0)
+    if arr.shape != (num_ws, w_dim):
+        raise UserError(f"latent {path.name} has shape {tuple(np.shape(arr))}; this generator needs W+ of "
+                        f"shape ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim})")
+    if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+        raise UserError(f"latent {path.name} must hold finite floating-point numbers")
+    return arr.astype(np.float32)
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, before any heavy work, if `path` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write {path}: folder {parent} is not writable")
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename over it only if the block succeeds."""
+    path = Path(path)
+    check_writable(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_png(img_hwc: np.ndarray, path: Path, text: dict[str, str] | None = None) -> None:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+    with atomic_output(path) as tmp:
+        Image.fromarray(img_hwc).save(tmp, format=fmt, **({"pnginfo": info} if fmt == "PNG" else {}))
+
+
+def ensure_stats(G: Generator) -> StyleStats:
+    """Style statistics for G: cached per generator, computed once (about a minute at 1024px)."""
+    from styleclip_desktop.methods import global_directions as gd
+
+    path = stats_path(G)
+    if path.is_file():
+        return gd.StyleStats.load(path, G)
+    note(f"computing style statistics for this generator ({gd.STATS_SAMPLES:,} samples, once)")
+    stats = gd.compute_style_stats(G, progress=progress_bar("style statistics"))
+    stats.save(path)
+    return stats

@@ -1,0 +1,222 @@
+"""Method parameters of edit layers, one immutable class per kind.
+
+A new kind of edit is one more `LayerParams` subclass decorated with
+`@register_layer_kind`: the layer stack, undo, the project file and the renderer's
+dispatch all key on its `kind` string, so nothing else has to change to store it.
+
+Parameters are frozen: a change makes a new object (`with_changes`), which keeps undo
+trivial (the old object is the undo state) and lets the renderer cache by value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
+
+import numpy as np
+
+from styleclip_desktop.document import validators as v
+from styleclip_desktop.document.events import values_equal
+
+W_SPACE = "w"
+S_SPACE = "s"
+
+LAYER_KINDS: dict[str, type[LayerParams]] = {}
+
+P = TypeVar("P", bound="LayerParams")
+
+
+def register_layer_kind(cls: type[P]) -> type[P]:
+    """Class decorator: make a parameter class known under its `kind` string."""
+    if cls.kind in LAYER_KINDS and LAYER_KINDS[cls.kind] is not cls:
+        raise ValueError(f"layer kind {cls.kind!r} is already registered")
+    if cls.space not in (W_SPACE, S_SPACE):
+        raise ValueError(f"layer kind {cls.kind!r} has unknown space {cls.space!r}")
+    LAYER_KINDS[cls.kind] = cls
+    return cls
+
+
+def params_class(kind: str) -> type[LayerParams]:
+    """The parameter class for `kind`; KeyError when this version does not know it."""
+    return LAYER_KINDS[kind]
+
+
+@dataclass(frozen=True, eq=False)
+class LayerParams:
+    """Base of every kind's parameters.
+
+    Subclasses set `kind`, `space` (W_SPACE: a W+ offset applied before W+ -> S;
+    S_SPACE: a style-space offset applied after), `label` (the method's name for people),
+    `_checks` (field -> validator) and list array-valued fields in `_array_fields`.
+    """
+
+    kind: ClassVar[str] = ""
+    space: ClassVar[str] = W_SPACE
+    label: ClassVar[str] = ""
+    default_alpha: ClassVar[float] = 1.0
+    _checks: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    _array_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check = self._checks.get(f.name)
+            if check is not None:
+                object.__setattr__(self, f.name, check(getattr(self, f.name)))
+
+    def default_name(self) -> str:
+        """A layer name to show until the user renames it."""
+        return self.label
+
+    def with_changes(self, **changes: Any) -> Self:
+        """A copy with some fields replaced; unknown field names raise TypeError."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"{self.label} layers have no parameter {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The non-array fields, as JSON-ready values."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in self._array_fields
+        }
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        """The array-valued fields (stored beside the manifest, not in it)."""
+        return {name: getattr(self, name) for name in self._array_fields}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -> Self:
+        """Rebuild from `to_json` + `arrays` output. Missing fields with a default take
+        it (projects from before the field existed); unknown keys are ignored.
+        Raises TypeError/ValueError on wrong values."""
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            source: Mapping[str, Any] = arrays if f.name in cls._array_fields else data
+            if f.name in source:
+                kwargs[f.name] = source[f.name]
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"missing parameter {f.name!r}")
+        return cls(**kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, LayerParams)
+        return values_equal(self.to_json(), other.to_json()) and values_equal(self.arrays(), other.arrays())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _beta(value: Any) -> float:
+    beta = v.finite_float(value)
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be between 0 and 1, got {beta}")
+    return beta
+
+
+def _steps(value: Any) -> int:
+    steps = v.strict_int(value)
+    if not 1 <= steps <= 100_000:
+        raise ValueError(f"steps must be between 1 and 100000, got {steps}")
+    return steps
+
+
+def _seed(value: Any) -> int:
+    seed = v.strict_int(value)
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"the seed must be between 0 and 2**63 - 1, got {seed}")
+    return seed
+
+
+@register_layer_kind
+@dataclass(frozen=True, eq=False)
+class GlobalDirectionParams(LayerParams):
+    """A text direction in style space: s' = s + alpha * ds(target, neutral, beta)."""
+
+    kind: ClassVar[str] = "global_direction"
+    space: ClassVar[str] = S_SPACE
+    label: ClassVar[str] = "Global direction"
+    default_alpha: ClassVar[float] = 3.0
+    _checks: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "target": v.non_empty_text,
+        "neutral": v.non_empty_text,
+        "beta": _beta,
+    }
+
+    target: str
+    neutral: str = "a face"
+    beta: float = 0.15
+
+    def default_name(self) -> str:
+        return self.target
+
+
+@register_layer_kind
+@dataclass(frozen=True, eq=False)
+class MapperParams(LayerParams):
+    """A trained latent mapper: w' = w + alpha * 0.1 * M(w), per enabled sub-mapper."""
+
+    kind: ClassVar[str] = "mapper"
+    space: ClassVar[str] = W_SPACE
+    label: ClassVar[str] = "Mapper"
+    _checks: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "checkpoint": v.non_empty_text,
+        "coarse": v.strict_bool,
+        "medium": v.strict_bool,
+        "fine": v.strict_bool,
+    }
+
+    checkpoint: str
+    coarse: bool = True
+    medium: bool = True
+    fine: bool = True
+
+    def default_name(self) -> str:
+        return self.checkpoint
+
+
+# Changing any of these makes a computed delta describe a different edit.
+_OPTIMIZATION_INPUTS = ("prompt", "lambda_l2", "lambda_id", "steps", "seed")
+
+
+@register_layer_kind
+@dataclass(frozen=True, eq=False)
+class OptimizationParams(LayerParams):
+    """Latent optimization towards a prompt; `delta` is the W+ offset once computed."""
+
+    kind: ClassVar[str] = "optimization"
+    space: ClassVar[str] = W_SPACE
+    label: ClassVar[str] = "Optimization"
+    _checks: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "prompt": v.non_empty_text,
+        "lambda_l2": v.non_negative_float,
+        "lambda_id": v.non_negative_float,
+        "steps": _steps,
+        "seed": _seed,
+        "delta": v.optional_latent_array,
+    }
+    _array_fields: ClassVar[tuple[str, ...]] = ("delta",)
+
+    prompt: str
+    lambda_l2: float = 0.008
+    lambda_id: float = 0.005
+    steps: int = 100
+    seed: int = 0
+    delta: np.ndarray | None = None
+
+    def default_name(self) -> str:
+        return self.prompt
+
+    def with_changes(self, **changes: Any) -> Self:
+        """As the base, but a change to what was optimised drops a stale delta unless a
+        new one is given with it."""
+        if "delta" not in changes:
+            probe = super().with_changes(**changes)
+            if any(not values_equal(getattr(self, n), getattr(probe, n)) for n in _OPTIMIZATION_INPUTS):
+                changes["delta"] = None
+        return super().with_changes(**changes)

@@ -1,0 +1,269 @@
+"""Global directions: a text prompt becomes one direction in style space (S).
+
+Pipeline (StyleCLIP §3):
+
+1. Per-channel statistics of S (mean, std) over sampled style codes.
+2. The relevance matrix fs3: one unit CLIP-space vector per conv channel, saying how
+   the image's CLIP embedding moves when that channel moves. A one-off precompute per
+   generator (or the official file for FFHQ).
+3. For a prompt, dt = e(target) - e(neutral) in CLIP space; r = fs3 . dt; channels with
+   |r| < beta are dropped; the rest are divided by max|r| and scaled by each channel's
+   std. toRGB slots stay zero. The edit is s' = s + alpha * ds.
+
+Everything here works on flat S vectors: the generator's style slots concatenated in
+generator order (toRGB included), so index arithmetic is shared by every caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from styleclip_desktop.errors import Cancelled, ModelFileError, UserError
+from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, unpack_styles
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+CancelCheck = Callable[[], bool]
+
+STATS_SEED = 5
+STATS_SAMPLES = 100_000
+STATS_PSI = 0.7
+
+
+class BetaTooHighError(UserError):
+    def __init__(self, largest: float) -> None:
+        self.largest = largest
+        super().__init__(f"β too high: no channel passes; the largest usable β here is {largest:.4f}")
+
+
+class ImageEncoder(Protocol):
+    embed_dim: int
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+# --- layout ---------------------------------------------------------------------------
+
+
+def conv_channel_index(G: Generator) -> np.ndarray:
+    """Positions, within flat S, of the conv channels (the rows of fs3), in order."""
+    idx: list[np.ndarray] = []
+    start = 0
+    for slot in G.slots:
+        if not slot.is_torgb:
+            idx.append(np.arange(start, start + slot.dim))
+        start += slot.dim
+    return np.concatenate(idx)
+
+
+def s_size(G: Generator) -> int:
+    return sum(G.style_dims)
+
+
+# --- statistics -----------------------------------------------------------------------
+
+
+@dataclass
+class StyleStats:
+    mean: np.ndarray  # (S,) float64
+    std: np.ndarray  # (S,) float64
+    samples: int
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, mean=self.mean, std=self.std, samples=np.int64(self.samples))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, G: Generator | None = None) -> StyleStats:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                stats = cls(z["mean"].astype(np.float64), z["std"].astype(np.float64), int(z["samples"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelFileError(f"style statistics file {path} is unreadable ({exc}); delete it to recompute") from exc
+        if G is not None and stats.mean.shape != (s_size(G),):
+            raise ModelFileError(f"style statistics in {path} have {stats.mean.shape[0]} channels, "
+                                 f"this generator has {s_size(G)}; delete the file to recompute")
+        return stats
+
+
+@torch.no_grad()
+def compute_style_stats(G: Generator, samples: int = STATS_SAMPLES, seed: int = STATS_SEED, psi: float = STATS_PSI,
+                        batch: int = 2000, progress: Progress | None = None,
+                        cancelled: CancelCheck | None = None) -> StyleStats:
+    """Mean and std of every S channel over `samples` seeded z's, truncated by psi.
+
+    Accumulates in float64 (sums of x and x^2), so the result does not depend on batching.
+    """
+    device = G.const.device
+    rng = np.random.RandomState(seed)
+    total = s_size(G)
+    acc = np.zeros(total, np.float64)
+    acc2 = np.zeros(total, np.float64)
+    done = 0
+    while done < samples:
+        if cancelled is not None and cancelled():
+            raise Cancelled()
+        n = min(batch, samples - done)
+        z = torch.from_numpy(rng.randn(n, G.config.z_dim).astype(np.float32)).to(device)
+        s = pack_styles(G.w_to_s(G.mapping_forward(z, psi))).double().cpu().numpy()
+        acc += s.sum(0)
+        acc2 += np.square(s).sum(0)
+        done += n
+        if progress:
+            progress(done, samples)
+    mean = acc / samples
+    var = np.maximum(acc2 / samples - mean**2, 0.0)
+    return StyleStats(mean, np.sqrt(var * samples / max(samples - 1, 1)), samples)
+
+
+# --- fs3 ------------------------------------------------------------------------------
+
+
+def check_fs3(fs3: np.ndarray, G: Generator, source: str = "fs3") -> np.ndarray:
+    rows = len(conv_channel_index(G))
+    if fs3.ndim != 2 or fs3.shape[0] != rows:
+        raise ModelFileError(
+            f"{source} has shape {tuple(fs3.shape)}, but this generator has {rows} conv channels: "
+            f"it was computed for a different generator. Use the matching file or run `directions precompute`."
+        )
+    if not np.isfinite(fs3).all():
+        raise ModelFileError(f"{source} contains NaN or infinite values")
+    return fs3.astype(np.float32, copy=False)
+
+
+def load_fs3(path: str | os.PathLike[str], G: Generator) -> np.ndarray:
+    p = Path(path)
+    try:
+        fs3 = np.load(p, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"fs3 file not found: {p}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{p.name} is not a readable .npy relevance matrix ({exc})") from exc
+    return check_fs3(np.asarray(fs3), G, p.name)
+
+
+def _partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial.npz")
+
+
+@torch.no_grad()
+def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Path, images: int = 100,
+                   seed: int = 0, psi: float = STATS_PSI, batch: int = 16, sigmas: float = 5.0,
+                   progress: Progress | None = None, cancelled: CancelCheck | None = None,
+                   out_res: int | None = None) -> np.ndarray:
+    """Relevance of every conv channel to CLIP space, averaged over `images` sampled faces.
+
+    For each image and channel c: render with s_c at mean - 5 sigma and at mean + 5 sigma,
+    encode both with CLIP, keep the normalized difference of the normalized embeddings.
+    Progress is saved after every image to `<out>.partial.npz`; a new run resumes there.
+    """
+    device = G.const.device
+    conv_idx = conv_channel_index(G)
+    n_ch = len(conv_idx)
+    partial = _partial_path(out)
+    acc = np.zeros((n_ch, clip.embed_dim), np.float64)
+    first = 0
+    if partial.is_file():
+        try:
+            with np.load(partial, allow_pickle=False) as z:
+                if z["acc"].shape == acc.shape and int(z["seed"]) == seed and int(z["images"]) == images:
+                    acc, first = z["acc"].astype(np.float64), int(z["done"])
+                    log.info("resuming fs3 precompute at image %d of %d", first, images)
+        except (OSError, KeyError, ValueError):
+            log.warning("ignoring unreadable partial file %s", partial)
+    ws_all = G.sample_w(images, seed, psi, device=device)
+    lo = torch.from_numpy((stats.mean - sigmas * stats.std)[conv_idx].astype(np.float32)).to(device)
+    hi = torch.from_numpy((stats.mean + sigmas * stats.std)[conv_idx].astype(np.float32)).to(device)
+    conv_pos = torch.from_numpy(conv_idx).to(device)
+    total = images * n_ch
+    for i in range(first, images):
+        base = pack_styles(G.w_to_s(ws_all[i: i + 1]))  # (1, S)
+        for c0 in range(0, n_ch, batch):
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            cs = torch.arange(c0, min(c0 + batch, n_ch), device=device)
+            k = len(cs)
+            flat = base.repeat(2 * k, 1)
+            rows = torch.arange(2 * k, device=device)
+            cols = conv_pos[cs].repeat(2)
+            flat[rows, cols] = torch.cat([lo[cs], hi[cs]])
+            img = G.synthesize(unpack_styles(flat, G.style_dims), out_res=out_res)
+            e = clip.encode_image(img).double()
+            e = e / e.norm(dim=-1, keepdim=True)
+            d = e[k:] - e[:k]
+            d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            acc[c0: c0 + k] += d.cpu().numpy()
+            if progress:
+                progress(i * n_ch + c0 + k, total)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = partial.with_name(partial.name + ".tmp.npz")
+        np.savez(tmp, acc=acc, done=np.int64(i + 1), seed=np.int64(seed), images=np.int64(images))
+        os.replace(tmp, partial)
+    fs3 = acc / np.linalg.norm(acc, axis=1, keepdims=True).clip(1e-12)
+    fs3 = fs3.astype(np.float32)
+    tmp_out = out.with_name(out.name + ".tmp.npy")
+    np.save(tmp_out, fs3)
+    os.replace(tmp_out, out)
+    partial.unlink(missing_ok=True)
+    return fs3
+
+
+# --- from a text direction to a style direction -----------------------------------------
+
+
+@dataclass(frozen=True)
+class StyleDirection:
+    ds: np.ndarray  # (S,) float32, zeros in toRGB slots and dropped channels
+    channels: int  # how many channels survive beta
+    largest_beta: float  # max |fs3 . dt|: any beta at or above it drops every channel
+
+
+def relevance(fs3: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    return fs3.astype(np.float64) @ dt.astype(np.float64)
+
+
+def channels_passing(fs3: np.ndarray, dt: np.ndarray, beta: float) -> int:
+    return int((np.abs(relevance(fs3, dt)) >= beta).sum())
+
+
+def style_direction(fs3: np.ndarray, dt: np.ndarray, std: np.ndarray, conv_idx: np.ndarray, beta: float) -> StyleDirection:
+    """ds for a unit text direction dt: threshold by beta, normalize by max |r|, scale by std."""
+    if dt.ndim != 1 or fs3.shape[1] != dt.shape[0]:
+        raise ValueError(f"dt has shape {dt.shape}, fs3 rows have {fs3.shape[1]} dims")
+    r = relevance(fs3, dt)
+    largest = float(np.abs(r).max()) if r.size else 0.0
+    keep = np.abs(r) >= beta
+    if not keep.any():
+        raise BetaTooHighError(largest)
+    r = np.where(keep, r, 0.0) / largest
+    ds = np.zeros(std.shape[0], np.float64)
+    ds[conv_idx] = r * std[conv_idx]
+    return StyleDirection(ds.astype(np.float32), int(keep.sum()), largest)
+
+
+def apply_direction(styles_flat: torch.Tensor, ds: np.ndarray | torch.Tensor, alpha: float) -> torch.Tensor:
+    """s' = s + alpha * ds for flat S of shape (B, S)."""
+    d = torch.as_tensor(ds, dtype=styles_flat.dtype, device=styles_flat.device)
+    return styles_flat + alpha * d
+
+
+def auto_beta(fs3: np.ndarray, dt: np.ndarray, min_channels: int = 20,
+              candidates: tuple[float, ...] = tuple(np.round(np.arange(0.10, 0.30, 0.01), 2))) -> float:
+    """The largest beta in 0.10..0.29 that keeps more than `min_channels` channels (else 0.10)."""
+    best = candidates[0]
+    r = np.abs(relevance(fs3, dt))
+    for b in candidates:
+        if int((r >= b).sum()) > min_channels:
+            best = b
+    return float(best)

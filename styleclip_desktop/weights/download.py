@@ -1,0 +1,400 @@
+"""Downloading one large file safely: resumable, verified, cancellable, one writer at a time.
+
+The bytes go to `<target>.part` and are hashed as they arrive. After a dropped
+connection the next attempt asks for the rest with an HTTP Range request (hashing what
+is already on disk first); a server that ignores Range makes us start over cleanly.
+Only a complete file whose SHA-256 (when one is known) and content check pass is renamed
+into place, atomically; anything else goes to `quarantine/` with a message saying why.
+A lock file keeps two processes from writing the same model: the second one waits and
+then finds the finished file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from filelock import FileLock, Timeout
+
+from styleclip_desktop import __version__
+from styleclip_desktop.errors import Cancelled, ModelFileError, UserError
+from styleclip_desktop.weights import gdrive
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int | None], None]
+CancelToken = threading.Event | Callable[[], bool] | None
+Validator = Callable[[Path], None]
+
+CHUNK = 1 << 20
+_MAX_HTML = 2 << 20
+_USER_AGENT = f"styleclip-desktop/{__version__}"
+
+
+class DownloadError(UserError):
+    """The file could not be fetched from any of its sources."""
+
+
+class ChecksumMismatch(ModelFileError):
+    def __init__(self, name: str, expected: str, actual: str, moved_to: Path) -> None:
+        super().__init__(f"{name} failed its checksum: expected sha256 {expected}, got {actual}; "
+                         f"the file was moved to {moved_to}")
+        self.expected, self.actual, self.moved_to = expected, actual, moved_to
+
+
+class _Retry(Exception):
+    """A transient failure: the next attempt resumes from what is on disk."""
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    sha256: str
+    size: int
+    transferred: int  # bytes received over the network by this call
+    resumed_from: int  # bytes that were already in the .part file
+    reused: bool  # the file was already complete (perhaps finished by another process)
+
+
+def part_path(target: Path) -> Path:
+    return target.with_name(target.name + ".part")
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(target.name + ".lock")
+
+
+def is_cancelled(cancel: CancelToken) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def sha256_of(path: Path, cancel: CancelToken = None, progress: ProgressFn | None = None) -> str:
+    return _hash_into(hashlib.sha256(), path, cancel, progress).hexdigest()
+
+
+def _hash_into(h: hashlib._Hash, path: Path, cancel: CancelToken = None,
+               progress: ProgressFn | None = None) -> hashlib._Hash:
+    total = path.stat().st_size
+    done = 0
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            if is_cancelled(cancel):
+                raise Cancelled(f"checking {path.name} was cancelled")
+            h.update(block)
+            done += len(block)
+            if progress:
+                progress(done, total)
+    return h
+
+
+def quarantine(path: Path, target: Path, tag: str) -> Path:
+    """Move a bad file aside (never delete it: the user may want to inspect it)."""
+    qdir = target.parent / "quarantine"
+    qdir.mkdir(parents=True, exist_ok=True)
+    dest = qdir / f"{target.name}.{tag}"
+    n = 1
+    while dest.exists():
+        dest = qdir / f"{target.name}.{tag}.{n}"
+        n += 1
+    os.replace(path, dest)
+    return dest
+
+
+def download_file(urls: str | Sequence[str], target: str | os.PathLike[str], *,
+                  sha256: str | None = None, size: int | None = None,
+                  progress: ProgressFn | None = None, cancel: CancelToken = None,
+                  validate: Validator | None = None, session: requests.Session | None = None,
+                  timeout: tuple[float, float] = (15.0, 60.0), retries: int = 3,
+                  retry_wait: float = 2.0, what: str | None = None) -> DownloadResult:
+    """Fetch `target` from the first of `urls` that works; see the module docstring."""
+    target = Path(target)
+    url_list = [urls] if isinstance(urls, str) else list(urls)
+    if not url_list:
+        raise DownloadError(f"no download source is known for {what or target.name}; "
+                            "import the file with `models import`")
+    name = what or target.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(target)))
+    while True:  # wait for another writer, but stay cancellable while waiting
+        if is_cancelled(cancel):
+            raise Cancelled(f"download of {name} cancelled")
+        try:
+            lock.acquire(timeout=0.2)
+            break
+        except Timeout:
+            continue
+    own = session is None
+    sess = session or _new_session()
+    try:
+        done = _reuse_existing(target, sha256, size, validate, cancel, name)
+        if done is not None:
+            return done
+        errors: list[str] = []
+        for url in url_list:
+            try:
+                return _fetch(sess, url, target, sha256, size, progress, cancel, validate, timeout,
+                              retries, retry_wait, name)
+            except DownloadError as exc:
+                log.info("source failed for %s: %s", name, exc)
+                errors.append(str(exc))
+        if len(errors) == 1:
+            raise DownloadError(errors[0])
+        raise DownloadError(f"every source for {name} failed; last: {errors[-1]}")
+    finally:
+        if own:
+            sess.close()
+        lock.release()
+
+
+def _new_session() -> requests.Session:
+    s = requests.Session()
+    s.headers["User-Agent"] = _USER_AGENT
+    return s
+
+
+def _reuse_existing(target: Path, sha256: str | None, size: int | None, validate: Validator | None,
+                    cancel: CancelToken, name: str) -> DownloadResult | None:
+    if not target.is_file():
+        return None
+    actual_size = target.stat().st_size
+    digest = sha256_of(target, cancel)
+    problem = None
+    if sha256 and digest != sha256.lower():
+        problem = f"expected sha256 {sha256}, got {digest}"
+    elif size and actual_size != size:
+        problem = f"expected {size} bytes, got {actual_size}"
+    elif validate is not None:
+        try:
+            validate(target)
+        except ModelFileError as exc:
+            problem = str(exc)
+    if problem is None:
+        return DownloadResult(target, digest, actual_size, 0, 0, True)
+    moved = quarantine(target, target, digest[:12])
+    log.warning("existing %s is damaged (%s); moved to %s and downloading again", name, problem, moved)
+    return None
+
+
+def _fetch(sess: requests.Session, url: str, target: Path, sha256: str | None, size: int | None,
+           progress: ProgressFn | None, cancel: CancelToken, validate: Validator | None,
+           timeout: tuple[float, float], retries: int, retry_wait: float, name: str) -> DownloadResult:
+    part = part_path(target)
+    received = [0]  # survives the attempts that end in _Retry
+    resumed_from = part.stat().st_size if part.exists() else 0
+    attempt = 0
+    while True:
+        try:
+            h, written = _transfer(sess, url, part, size, progress, cancel, timeout, name, received)
+            break
+        except _Retry as exc:
+            attempt += 1
+            if attempt > retries:
+                have = part.stat().st_size if part.exists() else 0
+                raise DownloadError(f"{exc}; {have} bytes are kept in {part} and the next "
+                                    "download resumes from there") from None
+            log.info("retrying %s (%s)", name, exc)
+            if retry_wait:
+                time.sleep(retry_wait * attempt)
+    digest = h.hexdigest()
+    problem = None
+    if sha256 and digest != sha256.lower():
+        moved = quarantine(part, target, digest[:12])
+        raise ChecksumMismatch(name, sha256.lower(), digest, moved)
+    if size and written != size:
+        problem = f"expected {size} bytes, got {written}"
+    elif validate is not None:
+        try:
+            validate(part)
+        except ModelFileError as exc:
+            problem = str(exc)
+    if problem:
+        moved = quarantine(part, target, digest[:12])
+        raise ModelFileError(f"the download of {name} is not the expected file ({problem}); "
+                             f"it was moved to {moved}")
+    os.replace(part, target)
+    return DownloadResult(target, digest, written, received[0], resumed_from, False)
+
+
+def _transfer(sess: requests.Session, url: str, part: Path, size: int | None,
+              progress: ProgressFn | None, cancel: CancelToken, timeout: tuple[float, float],
+              name: str, received: list[int]) -> tuple[hashlib._Hash, int]:
+    """One HTTP attempt; returns (hash of the whole file, its size); counts into `received`."""
+    have = part.stat().st_size if part.exists() else 0
+    if size and have > size:
+        have = _truncate(part)
+    h = hashlib.sha256()
+    if have:
+        _hash_into(h, part, cancel)
+    resp = _open(sess, url, have, timeout, name)
+    with resp:
+        if resp.status_code == 416:
+            whole = _content_range_total(resp.headers.get("Content-Range", ""))
+            if have and whole == have:  # the .part was already complete
+                return h, have
+            _truncate(part)
+            raise _Retry("the server refused to resume; starting again")
+        if resp.status_code == 206:
+            start = _content_range_start(resp.headers.get("Content-Range", ""))
+            if start != have:
+                _truncate(part)
+                raise _Retry(f"the server resumed at byte {start}, not {have}; starting again")
+            mode = "ab"
+        else:  # 200: the whole file, whatever we asked for
+            if have:
+                log.info("server ignored the resume request for %s; starting over", name)
+                have = 0
+                h = hashlib.sha256()
+            mode = "wb"
+        length = resp.headers.get("Content-Length")
+        total: int | None = have + int(length) if length and length.isdigit() else size
+        done = have
+        if progress:
+            progress(done, total)
+        try:
+            with open(part, mode) as f:
+                for chunk in _body_chunks(resp):
+                    if is_cancelled(cancel):
+                        raise Cancelled(f"download of {name} cancelled; {done} bytes are kept in "
+                                        f"{part} and the next download resumes from there")
+                    if not chunk:
+                        continue
+                    try:
+                        f.write(chunk)
+                    except OSError as exc:
+                        raise _disk_error(exc, part, total, done) from exc
+                    h.update(chunk)
+                    done += len(chunk)
+                    received[0] += len(chunk)
+                    if progress:
+                        progress(done, total)
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError as exc:
+                    raise _disk_error(exc, part, total, done) from exc
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+            raise _Retry(f"the connection to {_host(url)} broke after {done} bytes "
+                         f"({type(exc).__name__})") from exc
+        if total is not None and done < total:
+            raise _Retry(f"the connection to {_host(url)} closed after {done} of {total} bytes")
+        return h, done
+
+
+def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives. `read1` hands over every byte received before a dropped
+    connection; a plain `read(n)` waits to fill n bytes and loses them when the link drops."""
+    raw = resp.raw
+    if not hasattr(raw, "read1"):  # urllib3 1.x
+        yield from resp.iter_content(64 * 1024)
+        return
+    while True:
+        data = raw.read1(CHUNK, decode_content=True)
+        if not data:
+            return
+        yield data
+
+
+def _open(sess: requests.Session, url: str, have: int, timeout: tuple[float, float],
+          name: str) -> requests.Response:
+    """GET `url` (from byte `have`), following Google Drive's confirm pages."""
+    for _hop in range(4):
+        # identity encoding keeps byte offsets meaningful for Range
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
+        try:
+            resp = sess.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True)
+        except requests.Timeout as exc:
+            raise _Retry(f"{_host(url)} did not answer within {timeout[1]:.0f} s") from exc
+        except requests.ConnectionError as exc:
+            raise DownloadError(f"cannot reach {_host(url)} to download {name} "
+                                "(no network connection, or the server is down)") from exc
+        if resp.status_code in (200, 206, 416) and not _is_html(resp):
+            return resp
+        body = _read_text(resp)
+        resp.close()
+        if _is_html(resp) or resp.status_code in (403, 429):
+            cookies = {c.name: c.value or "" for c in resp.cookies}
+            nxt = gdrive.next_drive_url(resp.url or url, body, cookies)
+            if nxt is not None and resp.status_code in (200, 206):
+                url = nxt
+                continue
+            if gdrive.is_quota_page(body) or (resp.status_code == 429 and "google" in _host(url)):
+                raise gdrive.DriveQuotaExceeded(name)
+        raise _http_error(resp.status_code, url, name)
+    raise DownloadError(f"{_host(url)} kept sending confirmation pages instead of {name}; "
+                        "download it in a browser and import it with `models import`")
+
+
+def _http_error(status: int, url: str, name: str) -> Exception:
+    host = _host(url)
+    if status in (200, 206):
+        return DownloadError(f"{host} sent a web page instead of {name} (a login or notice page?); "
+                             "download it in a browser and import it with `models import`")
+    if status in (404, 410):
+        return DownloadError(f"{name} is no longer at {url} (HTTP {status}); download it by hand "
+                             "and import it with `models import`")
+    if status in (401, 403):
+        return DownloadError(f"{host} refused access to {name} (HTTP {status})")
+    if status == 429:
+        return DownloadError(f"{host} is limiting downloads (HTTP 429); try again later")
+    if status >= 500:
+        return _Retry(f"{host} had a server error (HTTP {status})")
+    return DownloadError(f"{host} answered HTTP {status} for {name}")
+
+
+def _disk_error(exc: OSError, part: Path, total: int | None, done: int) -> Exception:
+    if exc.errno == errno.ENOSPC:
+        need = f" (about {(total - done) / 1e6:.0f} MB more are needed)" if total else ""
+        free = shutil.disk_usage(part.parent).free if part.parent.exists() else 0
+        return UserError(f"the disk is full while writing {part}{need}; {free / 1e6:.0f} MB are free. "
+                         f"Free some space and download again: it resumes from byte {done}")
+    return UserError(f"cannot write {part}: {exc.strerror or exc}")
+
+
+def _truncate(part: Path) -> int:
+    with open(part, "wb"):
+        pass
+    return 0
+
+
+def _is_html(resp: requests.Response) -> bool:
+    return resp.headers.get("Content-Type", "").split(";")[0].strip().lower() in ("text/html",
+                                                                                 "application/xhtml+xml")
+
+
+def _read_text(resp: requests.Response) -> str:
+    try:
+        data = resp.raw.read(_MAX_HTML, decode_content=True) if resp.raw is not None else b""
+    except Exception:
+        data = b""
+    return data.decode(resp.encoding or "utf-8", errors="replace")
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def _content_range_start(value: str) -> int | None:
+    m = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value)
+    return int(m.group(1)) if m else None
+
+
+def _content_range_total(value: str) -> int | None:
+    m = re.match(r"\s*bytes\s+(?:\*|\d+-\d+)/(\d+)", value)
+    return int(m.group(1)) if m else None
