@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from styleclip_desktop import paths
-from styleclip_desktop.errors import ModelFileError, UserError
+from styleclip_desktop.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -22,12 +22,7 @@ if TYPE_CHECKING:
     from styleclip_desktop.methods.global_directions import StyleStats
     from styleclip_desktop.nets.clip import ClipModel
     from styleclip_desktop.nets.stylegan2 import Generator
-
-# Official generator file names users keep (see resources/models.toml), most common first.
-GENERATOR_FILENAMES = ("stylegan2-ffhq-config-f.pkl", "ffhq.pkl", "stylegan2-ffhq-config-f.pt")
-CLIP_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "clip-vit-b32.safetensors")
-FS3_FILENAMES = ("fs3.npy", "fs3-ffhq.npy")
-
+    from styleclip_desktop.render.session import ModelPaths
 
 def note(msg: str) -> None:
     print(msg, file=sys.stderr)
@@ -46,72 +41,47 @@ def pick_device(args: argparse.Namespace) -> torch.device:
     return torch.device("cpu")
 
 
+def model_paths(args: argparse.Namespace) -> ModelPaths:
+    from styleclip_desktop.render.session import ModelPaths
+
+    return ModelPaths.from_env(args.models_dir, args.generator, args.clip, args.fs3)
+
+
 def models_dir(args: argparse.Namespace) -> Path:
     return paths.models_dir(getattr(args, "models_dir", None))
 
 
-def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
-    for n in names:
-        if (folder / n).is_file():
-            return folder / n
-    return None
-
-
-def generator_path(args: argparse.Namespace) -> Path:
-    if args.generator:
-        return Path(args.generator)
-    found = _first_existing(models_dir(args), GENERATOR_FILENAMES)
-    if found is None:
-        raise ModelFileError(
-            f"no StyleGAN2 generator in {models_dir(args)}: run `styleclip-desktop models download "
-            "stylegan2-ffhq-ada`, import one with `models import PATH`, or pass --generator PATH")
-    return found
-
-
 def load_generator(args: argparse.Namespace, device: torch.device) -> Generator:
-    from styleclip_desktop.weights.formats import load_generator as _load
+    from styleclip_desktop.render import session
 
-    return _load(generator_path(args), device=device, cache_dir=paths.cache_dir())
-
-
-def clip_source(args: argparse.Namespace) -> str:
-    if args.clip:
-        return str(args.clip)
-    found = _first_existing(models_dir(args), CLIP_FILENAMES)
-    return str(found) if found else "openai"
+    return session.load_generator(model_paths(args), device)
 
 
 def load_clip(args: argparse.Namespace, device: torch.device) -> ClipModel:
-    from styleclip_desktop.nets.clip import load_clip as _load
+    from styleclip_desktop.render import session
 
-    return _load(clip_source(args), device=device)
-
-
-def generator_key(G: Generator) -> str:
-    return str(getattr(G, "source_sha256", "unknown"))[:16]
-
-
-def directions_dir(args: argparse.Namespace, G: Generator) -> Path:
-    return models_dir(args) / "directions" / generator_key(G)
+    return session.load_clip(model_paths(args), device)  # type: ignore[no-any-return]
 
 
 def fs3_path(args: argparse.Namespace, G: Generator) -> Path:
-    if args.fs3:
-        return Path(args.fs3)
-    own = directions_dir(args, G) / "fs3.npy"
-    if own.is_file():
-        return own
-    found = _first_existing(models_dir(args), FS3_FILENAMES)
-    if found is None:
-        raise ModelFileError(
-            "no global-direction matrix (fs3) for this generator: download the official FFHQ one with "
-            "`styleclip-desktop models download fs3-ffhq`, compute one with `directions precompute`, "
-            "or pass --fs3 PATH")
-    return found
+    from styleclip_desktop.render import session
+
+    return session.fs3_path(model_paths(args), G)
 
 
 def stats_path(G: Generator) -> Path:
-    return paths.cache_dir() / "directions" / generator_key(G) / "stats.npz"
+    from styleclip_desktop.render import session
+
+    return session.stats_path(G)
+
+
+def ensure_stats(G: Generator) -> StyleStats:
+    from styleclip_desktop.methods.global_directions import STATS_SAMPLES
+    from styleclip_desktop.render import session
+
+    if not session.stats_path(G).is_file():
+        note(f"computing style statistics for this generator ({STATS_SAMPLES:,} samples, once)")
+    return session.ensure_stats(G, progress_bar("style statistics"))
 
 
 def progress_bar(desc: str, unit: str = "it") -> Callable[[int, int], None]:
@@ -191,16 +161,3 @@ def save_png(img_hwc: np.ndarray, path: Path, text: dict[str, str] | None = None
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
     with atomic_output(path) as tmp:
         Image.fromarray(img_hwc).save(tmp, format=fmt, **({"pnginfo": info} if fmt == "PNG" else {}))
-
-
-def ensure_stats(G: Generator) -> StyleStats:
-    """Style statistics for G: cached per generator, computed once (about a minute at 1024px)."""
-    from styleclip_desktop.methods import global_directions as gd
-
-    path = stats_path(G)
-    if path.is_file():
-        return gd.StyleStats.load(path, G)
-    note(f"computing style statistics for this generator ({gd.STATS_SAMPLES:,} samples, once)")
-    stats = gd.compute_style_stats(G, progress=progress_bar("style statistics"))
-    stats.save(path)
-    return stats

@@ -170,7 +170,7 @@ def _orientation(img: Image.Image) -> int | None:
 
 def _to_srgb(img: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Image:
     """Convert through the embedded colour profile when there is one (CMYK, Display P3, ...)."""
-    if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK"):
         return img
     try:
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))

@@ -15,9 +15,10 @@ before every step and, when cancelled, return the best result reached so far wit
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -60,6 +61,32 @@ def _cancelled(cancel: CancelFlag | Callable[[], bool] | None) -> bool:
     if callable(is_set):
         return bool(is_set())
     return bool(cancel())  # type: ignore[operator]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's RNG for the duration of a job without disturbing anyone else's stream.
+
+    Nothing in the loops draws random numbers today; the seed pins down any generator
+    that does (random noise inputs, for one)."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _frozen(G: GeneratorLike) -> Iterator[None]:
+    """Projection only needs gradients for the latent: switch the weights' off meanwhile."""
+    params = list(G.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
 
 
 def _device_of(G: Any, device: str | torch.device | None) -> torch.device:
@@ -218,7 +245,25 @@ def project(
 
     `w_l2` pulls the latent towards `w_init`, trading likeness for editability."""
     dev = _device_of(G, device)
-    torch.manual_seed(seed)
+    with _seeded(seed, dev), _frozen(G):
+        return _project_loop(
+            G, target_image, w_init, steps, lr, progress, cancel, id_model, id_weight, w_l2, dev
+        )
+
+
+def _project_loop(
+    G: GeneratorLike,
+    target_image: np.ndarray | Tensor,
+    w_init: np.ndarray | Tensor,
+    steps: int,
+    lr: float,
+    progress: Progress | None,
+    cancel: CancelFlag | Callable[[], bool] | None,
+    id_model: ArcFace | None,
+    id_weight: float,
+    w_l2: float,
+    dev: torch.device,
+) -> ProjectionResult:
     start = _as_wplus(G, w_init, dev)
     loss_fn = _ReconstructionLoss(_target_for(G, target_image, dev), id_model, id_weight)
     w = start.clone().unsqueeze(0).requires_grad_(True)
@@ -271,7 +316,22 @@ def pti(
 
     G itself is left untouched. Apply the result with `apply_weight_delta`."""
     dev = _device_of(G, device)
-    torch.manual_seed(seed)
+    with _seeded(seed, dev):
+        return _pti_loop(G, target_image, w_pivot, steps, lr, progress, cancel, id_model, id_weight, dev)
+
+
+def _pti_loop(
+    G: GeneratorLike,
+    target_image: np.ndarray | Tensor,
+    w_pivot: np.ndarray | Tensor,
+    steps: int,
+    lr: float,
+    progress: Progress | None,
+    cancel: CancelFlag | Callable[[], bool] | None,
+    id_model: ArcFace | None,
+    id_weight: float,
+    dev: torch.device,
+) -> PTIResult:
     tuned = cast(nn.Module, copy.deepcopy(G)).to(dev).train(False)
     params = _trainable(tuned)
     original = {n: p.detach().clone() for n, p in params.items()}

@@ -38,6 +38,10 @@ GENERATOR_FORMATS = (ADA_PKL, TF_PKL, ROSINALITY_PT)
 
 StateDict = dict[str, torch.Tensor]
 
+# Written into every synthetic demo file (see weights/synthetic.py) so that anything made
+# with one is labelled synthetic.
+SYNTHETIC_MARKER = "Synthetic StyleCLIP Desktop test file"
+
 
 # --- content sniffing -----------------------------------------------------------------
 
@@ -288,6 +292,7 @@ def load_rosinality_pt(path: Path) -> Generator:
         raise ModelFileError(f"the generator in this checkpoint lacks tensor {exc}") from exc
     cfg = _config_from_canonical(sd, 0.01, None)
     G = build_generator(sd, cfg)
+    G.synthetic = ckpt.get("synthetic") == SYNTHETIC_MARKER  # type: ignore[assignment]
     if latent_avg is None:  # older training checkpoints: estimate the mean w as the official code does
         with torch.no_grad():
             G.mapping.w_avg.copy_(G.mapping(torch.randn(4096, cfg.z_dim, generator=torch.Generator().manual_seed(0))).mean(0))
@@ -325,6 +330,7 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
                 cfg = GeneratorConfig.from_dict(json.loads(meta["config"]))
                 G = build_generator(load_file(str(cached)), cfg)
                 G.source_sha256 = digest  # type: ignore[assignment]
+                G.synthetic = meta.get("synthetic") == "1"  # type: ignore[assignment]
                 return G.to(device)
             except Exception as exc:  # a damaged cache entry is rebuilt from the source
                 log.warning("ignoring unreadable converted copy %s: %s", cached, exc)
@@ -334,13 +340,17 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
                              "(NVIDIA .pkl, NVIDIA TensorFlow .pkl or rosinality .pt)")
     G = _LOADERS[fmt](p)
     G.source_sha256 = digest or sha256_file(p)  # type: ignore[assignment]
+    if fmt != ROSINALITY_PT:
+        with open(p, "rb") as f:
+            G.synthetic = SYNTHETIC_MARKER.encode() in f.read(1 << 20)  # type: ignore[assignment]
     if cache_dir is not None:
         try:
             target = _cache_path(cache_dir, digest)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp")
             save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(tmp),
-                      metadata={"config": json.dumps(G.config.to_dict()), "source_format": fmt})
+                      metadata={"config": json.dumps(G.config.to_dict()), "source_format": fmt,
+                                "synthetic": "1" if getattr(G, "synthetic", False) else "0"})
             os.replace(tmp, target)
         except OSError as exc:  # a read-only or full cache only costs speed next time
             log.warning("could not cache the converted generator: %s", exc)

@@ -21,16 +21,21 @@ import numpy as np
 import torch
 
 from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
-from styleclip_desktop.weights.formats import _conv_layer_names
+from styleclip_desktop.weights.formats import SYNTHETIC_MARKER, _conv_layer_names
 
 SYNTHETIC_NOTE = "synthetic demo model: random weights, images will not look like faces"
-SOURCE_PLACEHOLDER = "# Synthetic StyleCLIP Desktop test file: no source code is stored here.\n"
+SOURCE_PLACEHOLDER = f"# {SYNTHETIC_MARKER}: no source code is stored here.\n"
 
 
 def tiny_config(resolution: int = 64) -> GeneratorConfig:
     """A small generator with the real z/w width (512), so latents have official shapes."""
     # Narrow channels expressed through channel_base/channel_max, as NVIDIA's kwargs do.
     return GeneratorConfig(resolution=resolution, channel_base=2048, channel_max=64)
+
+
+def is_synthetic_generator(G: Generator) -> bool:
+    """True for generators loaded from (or built as) synthetic demo files."""
+    return bool(getattr(G, "synthetic", False))
 
 
 def tiny_generator(resolution: int = 64, seed: int = 0) -> Generator:
@@ -43,6 +48,7 @@ def tiny_generator(resolution: int = 64, seed: int = 0) -> Generator:
             if name.endswith("noise_strength") or (name.endswith(".bias") and "affine" not in name):
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
         G.mapping.w_avg.copy_(G.mapping(torch.randn(256, G.config.z_dim, generator=gen)).mean(0))
+    G.synthetic = True  # type: ignore[assignment]
     return G.eval().requires_grad_(False)
 
 
@@ -86,7 +92,7 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
 
 
 def write_rosinality_pt(G: Generator, path: Path) -> Path:
-    torch.save({"g_ema": rosinality_state_dict(G), "latent_avg": G.w_avg.clone()}, path)
+    torch.save({"g_ema": rosinality_state_dict(G), "latent_avg": G.w_avg.clone(), "synthetic": SYNTHETIC_MARKER}, path)
     return path
 
 

@@ -145,3 +145,22 @@ def test_pti_cancel_stops_within_a_step(G: Any, target: np.ndarray, w_start: np.
     res = pti(G, target, w_start, steps=50, progress=cancel_after_one, cancel=stop)
     assert res.cancelled and res.steps_done == 1
     assert res.delta == {}  # the only evaluated state was the untouched generator
+
+
+@needs_generator
+def test_project_leaves_generator_weights_alone(G: Any, target: np.ndarray, w_start: np.ndarray) -> None:
+    import copy
+
+    trainable = copy.deepcopy(G).requires_grad_(True)
+    project(trainable, target, w_start, steps=1)
+    assert all(p.requires_grad and p.grad is None for p in trainable.parameters())
+
+
+@needs_generator
+def test_project_with_identity_term(tmp_path: Path, G: Any, target: np.ndarray, w_start: np.ndarray) -> None:
+    from styleclip_desktop.nets.irse import load_arcface, write_synthetic_arcface
+
+    arcface = load_arcface(write_synthetic_arcface(tmp_path / "arc.pth", seed=0))
+    plain = project(G, target, w_start, steps=1)
+    with_id = project(G, target, w_start, steps=1, id_model=arcface, id_weight=1.0)
+    assert with_id.losses[0] > plain.losses[0]  # the identity term adds (1 - cos) > 0

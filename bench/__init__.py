@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory goals, measured as numbers (JSON), never asserted in tests."""

@@ -1,0 +1,48 @@
+"""Timing helpers shared by every benchmark suite."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def sync(device: Any) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], Any], device: Any = "cpu", repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median and min wall time of `fn` in milliseconds, after warm-up runs."""
+    for _ in range(warmup):
+        fn()
+        sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return {"median_ms": round(statistics.median(times), 3), "min_ms": round(min(times), 3), "runs": repeats}
+
+
+def peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024.0 if sys.platform != "darwin" else kb / 2**20, 1)
+
+
+def environment(device: Any) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                           "threads": torch.get_num_threads(), "device": str(device), "machine": platform.machine()}
+    if str(device).startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env

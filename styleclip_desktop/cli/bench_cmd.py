@@ -1,0 +1,46 @@
+"""`styleclip-desktop bench`: run the benchmark suites in bench/ and print their numbers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from styleclip_desktop.cli import common
+from styleclip_desktop.errors import UserError
+
+SUITES = ("core",)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bench", help="measure speed and memory at the real model sizes",
+                       description="Run benchmarks (random weights at the real architecture sizes) and print JSON.")
+    p.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too, indented)")
+    p.add_argument("--suite", action="append", choices=SUITES, help="suite to run (repeatable; default: all)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (default 3)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test of the benchmark itself")
+    p.set_defaults(func=run)
+
+
+def _import_suite(name: str) -> Any:
+    root = Path(__file__).resolve().parents[2]
+    if (root / "bench").is_dir() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError as exc:
+        raise UserError(f"benchmark suite '{name}' is not available in this installation ({exc})") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    device = common.pick_device(args)
+    harness = _import_suite("harness")
+    report: dict[str, Any] = {"environment": harness.environment(device), "quick": bool(args.quick)}
+    for name in args.suite or SUITES:
+        common.note(f"bench: running suite '{name}' on {device}")
+        report[name] = _import_suite(name).run(device, repeats=args.repeats, quick=args.quick)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0

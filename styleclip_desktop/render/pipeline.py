@@ -1,0 +1,235 @@
+"""The one render path: document + layer stack -> W+ deltas -> S -> S deltas -> image.
+
+The GUI, the CLI, export and tests all ask a `Renderer` for pixels. Stack semantics are
+the document's (see `styleclip_desktop.document.layers`): visible W-space layers
+(optimization, mapper) add their alpha-scaled deltas to W+ in stack order, then W+
+becomes S, then visible S-space layers (global directions) add alpha * ds in stack
+order, then synthesis, then optional paste-back into the source photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from styleclip_desktop.document import Document, GlobalDirectionParams, MapperParams, OptimizationParams
+from styleclip_desktop.errors import ModelFileError, UserError
+from styleclip_desktop.methods import global_directions as gd
+from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, to_uint8, unpack_styles
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Applies a mapper to W+ (1, L, w_dim) with sub-mapper switches; returns the mapped W+.
+MapperFn = Callable[[torch.Tensor, bool, bool, bool], torch.Tensor]
+
+
+class LRUCache(Generic[K, V]):
+    """A small thread-safe LRU bounded by entry count and an optional byte budget."""
+
+    def __init__(self, max_items: int = 128, max_bytes: int | None = None,
+                 size_of: Callable[[V], int] | None = None) -> None:
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._size_of = size_of or (lambda v: 0)
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key]
+            self.misses += 1
+            return None
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            if key in self._data:
+                self._bytes -= self._size_of(self._data.pop(key))
+            self._data[key] = value
+            self._bytes += self._size_of(value)
+            while len(self._data) > self.max_items or (self.max_bytes is not None and self._bytes > self.max_bytes
+                                                       and len(self._data) > 1):
+                _, old = self._data.popitem(last=False)
+                self._bytes -= self._size_of(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass
+class ModelSet:
+    """The loaded models a renderer needs. Only the generator is mandatory."""
+
+    G: Generator
+    clip: Any | None = None  # styleclip_desktop.nets.clip.ClipModel
+    fs3: np.ndarray | None = None
+    stats: gd.StyleStats | None = None
+    mapper_loader: Callable[[str], MapperFn] | None = None
+    identities: dict[str, str] = field(default_factory=dict)  # role -> sha256
+    synthetic: bool = False
+
+
+def array_key(a: np.ndarray | torch.Tensor) -> str:
+    arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    h = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=16)
+    h.update(str(arr.shape).encode())
+    return h.hexdigest()
+
+
+def doc_alignment_to_faces(alignment: Any) -> Any:
+    """The document stores photo->crop as a matrix; faces/ works with the crop's quad."""
+    from styleclip_desktop.faces.align import alignment_from_quad
+
+    inv = np.linalg.inv(np.asarray(alignment.matrix, dtype=np.float64))
+    lo, hi = -0.5, alignment.crop_size - 0.5
+    corners = np.array([[lo, lo], [lo, hi], [hi, hi], [hi, lo]])
+    quad = corners @ inv[:2, :2].T + inv[:2, 2]
+    return alignment_from_quad(quad, alignment.crop_size)
+
+
+class Renderer:
+    """Renders documents with one set of models. Thread-safe for one caller at a time."""
+
+    def __init__(self, models: ModelSet, device: torch.device | str = "cpu") -> None:
+        self.models = models
+        self.device = torch.device(device)
+        self.G = models.G.to(self.device).eval().requires_grad_(False)
+        self.directions: LRUCache[tuple[str, str, float], gd.StyleDirection] = LRUCache(256)
+        self.styles: LRUCache[str, torch.Tensor] = LRUCache(64)
+        self.photos: LRUCache[str, np.ndarray] = LRUCache(2)
+        self._tuned: tuple[str, Generator] | None = None
+
+    # --- pieces --------------------------------------------------------------------------
+
+    def direction(self, target: str, neutral: str, beta: float) -> gd.StyleDirection:
+        """ds for a global-direction layer (cached by text, neutral and beta)."""
+        key = (target, neutral, float(beta))
+        hit = self.directions.get(key)
+        if hit is not None:
+            return hit
+        m = self.models
+        if m.clip is None:
+            raise ModelFileError("global directions need CLIP: download it with `models download clip-vit-b32`")
+        if m.fs3 is None or m.stats is None:
+            raise ModelFileError("global directions need this generator's fs3 matrix and style statistics")
+        dt = m.clip.text_direction(target, neutral)
+        d = gd.style_direction(m.fs3, dt, m.stats.std, gd.conv_channel_index(self.G), beta)
+        self.directions.put(key, d)
+        return d
+
+    def generator_for(self, doc: Document) -> Generator:
+        """The generator, fine-tuned by the document's weight delta (high-fidelity inversion) if any."""
+        delta = doc.generator_delta
+        if not delta:
+            return self.G
+        key = hashlib.blake2b(b"".join(array_key(v).encode() for _, v in sorted(delta.items()))).hexdigest()
+        if self._tuned is None or self._tuned[0] != key:
+            import copy
+
+            tuned = copy.deepcopy(self.G)
+            params = dict(tuned.named_parameters())
+            with torch.no_grad():
+                for name, d in delta.items():
+                    if name not in params or tuple(params[name].shape) != tuple(d.shape):
+                        raise UserError(f"the project's fine-tuned generator does not fit this generator ({name})")
+                    params[name].add_(torch.from_numpy(np.asarray(d, np.float32)).to(self.device))
+            self._tuned = (key, tuned)
+        return self._tuned[1]
+
+    def wplus(self, doc: Document, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
+        """Base W+ plus the visible W-space layers, in stack order: (1, L, w_dim)."""
+        ws = torch.from_numpy(np.array(doc.latent, np.float32)).to(self.device)[None]
+        if ws.shape[1:] != (self.G.num_ws, self.G.config.w_dim):
+            raise UserError(f"the project's latent has shape {tuple(ws.shape[1:])}, this generator needs "
+                            f"({self.G.num_ws}, {self.G.config.w_dim})")
+        for layer in doc.layers:
+            alpha = float(alphas.get(layer.id, layer.alpha)) if alphas is not None else float(layer.alpha)
+            if not layer.visible or alpha == 0.0:
+                continue
+            p = layer.params
+            if isinstance(p, OptimizationParams):
+                if p.delta is not None:
+                    ws = ws + alpha * torch.from_numpy(np.asarray(p.delta, np.float32)).to(self.device)
+            elif isinstance(p, MapperParams):
+                if self.models.mapper_loader is None:
+                    raise ModelFileError("mapper layers need the mapper support, which is not loaded")
+                mapped = self.models.mapper_loader(p.checkpoint)(ws, p.coarse, p.medium, p.fine)
+                ws = ws + alpha * (mapped - ws)
+        return ws
+
+    def styles_for(self, doc: Document, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
+        """Flat S (1, S) with every visible layer applied."""
+        G = self.generator_for(doc)
+        ws = self.wplus(doc, alphas)
+        key = array_key(ws) + (str(id(G)) if G is not self.G else "")
+        s = self.styles.get(key)
+        if s is None:
+            with torch.no_grad():
+                s = pack_styles(G.w_to_s(ws))
+            self.styles.put(key, s)
+        for layer in doc.layers:
+            alpha = float(alphas.get(layer.id, layer.alpha)) if alphas is not None else float(layer.alpha)
+            p = layer.params
+            if layer.visible and alpha != 0.0 and isinstance(p, GlobalDirectionParams):
+                s = gd.apply_direction(s, self.direction(p.target, p.neutral, p.beta).ds, alpha)
+        return s
+
+    def synthesize(self, doc: Document, s_flat: torch.Tensor, out_res: int | None = None) -> np.ndarray:
+        """(B, S) -> (B, H, W, 3) uint8."""
+        G = self.generator_for(doc)
+        with torch.no_grad():
+            return to_uint8(G.synthesize(unpack_styles(s_flat, G.style_dims), out_res=out_res))
+
+    def photo(self, doc: Document) -> np.ndarray | None:
+        src = doc.source
+        if src is None or src.data is None:
+            return None
+        hit = self.photos.get(src.sha256)
+        if hit is None:
+            from styleclip_desktop.faces.imaging import load_image
+
+            hit = load_image(bytes(src.data)).pixels
+            self.photos.put(src.sha256, hit)
+        return hit
+
+    def composite(self, doc: Document, face: np.ndarray) -> np.ndarray:
+        """Paste an aligned face back into the document's photo (the face itself if there is none)."""
+        photo = self.photo(doc)
+        if photo is None or doc.alignment is None:
+            return face
+        from styleclip_desktop.faces.pasteback import paste_back
+
+        return paste_back(photo, face, doc_alignment_to_faces(doc.alignment))
+
+    # --- front door ------------------------------------------------------------------------
+
+    def render(self, doc: Document, alphas: Mapping[str, float] | None = None, out_res: int | None = None,
+               paste_back: bool = False) -> np.ndarray:
+        face = self.synthesize(doc, self.styles_for(doc, alphas), out_res)[0]
+        return self.composite(doc, face) if paste_back else face
+
+    def render_batch(self, doc: Document, alphas_list: Sequence[Mapping[str, float]], out_res: int | None = None,
+                     paste_back: bool = False, batch: int = 4) -> list[np.ndarray]:
+        """Several alpha settings of one document (timeline frames), synthesized in batches."""
+        out: list[np.ndarray] = []
+        for i in range(0, len(alphas_list), batch):
+            s = torch.cat([self.styles_for(doc, a) for a in alphas_list[i: i + batch]])
+            faces = self.synthesize(doc, s, out_res)
+            out += [self.composite(doc, f) if paste_back else f for f in faces]
+        return out
