@@ -23,6 +23,7 @@ from styleclip_desktop.errors import Cancelled, UsageError, UserError
 _COMMAND_MODULES = (
     "styleclip_desktop.cli.edit_cmd",
     "styleclip_desktop.cli.generate_cmd",
+    "styleclip_desktop.cli.invert_cmd",
     "styleclip_desktop.cli.directions_cmd",
     "styleclip_desktop.cli.models_cmd",
     "styleclip_desktop.cli.bench_cmd",
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Run without a command to open the desktop editor.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation on tiny built-in models (no GPU, network or weights needed) "
+                        "and exit 0 if it works")
     add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
@@ -46,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    # Global options are accepted after the command too (`edit ... --device cpu`).
+    for subparser in sub.choices.values():
+        add_global_options(subparser)
     return parser
 
 
@@ -76,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, key, value)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.self_test:
+        from styleclip_desktop.selftest import run_self_test
+
+        return run_self_test(debug=args.debug)
     if args.command is None:
         return _start_gui(parser, args)
     try:

@@ -40,7 +40,7 @@ class ModelPaths:
                    Path(fs3) if fs3 else None)
 
 
-def _locate(models_dir: Path, group_or_id: str) -> Path | None:
+def locate(models_dir: Path, group_or_id: str) -> Path | None:
     from styleclip_desktop.weights import catalog, store
 
     cat = catalog.load_catalog()
@@ -54,7 +54,7 @@ def _locate(models_dir: Path, group_or_id: str) -> Path | None:
 def generator_path(mp: ModelPaths) -> Path:
     if mp.generator is not None:
         return mp.generator
-    found = _locate(mp.models_dir, "generator")
+    found = locate(mp.models_dir, "generator")
     if found is None:
         raise ModelFileError(
             f"no StyleGAN2 generator in {mp.models_dir}: run `styleclip-desktop models download "
@@ -65,7 +65,7 @@ def generator_path(mp: ModelPaths) -> Path:
 def clip_source(mp: ModelPaths) -> str:
     if mp.clip:
         return mp.clip
-    found = _locate(mp.models_dir, "clip-vit-b-32")
+    found = locate(mp.models_dir, "clip-vit-b-32")
     return str(found) if found else "openai"
 
 
@@ -79,7 +79,7 @@ def fs3_path(mp: ModelPaths, G: Generator) -> Path:
     own = mp.models_dir / "directions" / generator_key(G) / "fs3.npy"
     if own.is_file():
         return own
-    found = _locate(mp.models_dir, "fs3-ffhq")
+    found = locate(mp.models_dir, "fs3-ffhq")
     if found is None:
         raise ModelFileError(
             "no global-direction matrix (fs3) for this generator: download the official FFHQ one with "

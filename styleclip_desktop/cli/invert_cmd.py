@@ -1,0 +1,84 @@
+"""`styleclip-desktop invert`: a photo's face -> a W+ latent (.npy) or a new project (.scproj)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from styleclip_desktop.cli import common
+from styleclip_desktop.errors import ModelFileError, UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("invert", help="find, align and invert the face in a photo",
+                       description="Find the face in PHOTO, align it FFHQ-style and invert it into the "
+                       "generator's W+ space. Writes the latent (.npy) or a new project (.scproj).")
+    p.add_argument("photo", type=Path, help="JPEG, PNG, WebP, TIFF or BMP photo")
+    p.add_argument("-o", "--output", type=Path, required=True, help="latent.npy or project.scproj")
+    p.add_argument("--method", choices=("e4e", "project", "pti"), default="e4e",
+                   help="e4e (seconds), project (optimise W+, minutes) or pti (tune the generator, minutes)")
+    p.add_argument("--face", type=int, default=0, help="which face, 0 = largest (default 0)")
+    p.add_argument("--landmarks", metavar="X1,Y1,...,X4,Y4",
+                   help="eye centres and mouth corners by hand, when no face is found")
+    p.add_argument("--steps", type=int, default=100, help="refinement steps for project/pti (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the refinement (default 0)")
+    p.add_argument("--e4e", type=Path, metavar="PATH", help="e4e encoder file (default: from the models dir)")
+    p.add_argument("--detector", type=Path, metavar="PATH", help="YuNet face detector (default: from the models dir)")
+    p.set_defaults(func=run)
+
+
+def locate_model(args: argparse.Namespace, explicit: Path | None, model_id: str) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ModelFileError(f"file not found: {explicit}")
+        return explicit
+    from styleclip_desktop.render.session import locate
+
+    return locate(common.models_dir(args), model_id)
+
+
+def load_photo_document(args: argparse.Namespace, photo: Path, G: object, device: object) -> object:
+    """Photo -> Document, shared by `invert` and `edit PHOTO`."""
+    from styleclip_desktop.faces.detect import landmarks_from_points
+    from styleclip_desktop.nets.e4e import load_e4e
+    from styleclip_desktop.render.photo_import import find_faces, import_photo
+
+    landmarks = landmarks_from_points(args.landmarks) if getattr(args, "landmarks", None) else None
+    faces = find_faces(photo, locate_model(args, getattr(args, "detector", None), "yunet"), landmarks)
+    if faces.count > 1:
+        common.note(f"{photo.name}: {faces.count} faces found; using face {args.face} (choose with --face N)")
+    e4e_path = locate_model(args, getattr(args, "e4e", None), "e4e-ffhq")
+    if e4e_path is None:
+        raise ModelFileError("inverting a photo needs the e4e encoder: run `styleclip-desktop models download "
+                             "e4e-ffhq` or pass --e4e PATH")
+    encoder = load_e4e(e4e_path, device=device)  # type: ignore[arg-type]
+    bar = common.progress_bar("invert")
+    return import_photo(faces, G, encoder, face=args.face, method=getattr(args, "method", "e4e"),
+                        steps=getattr(args, "steps", 100), seed=getattr(args, "seed", 0),
+                        progress=lambda d, t, m: bar(d, t))
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    suffix = args.output.suffix.lower()
+    if suffix not in (".npy", ".scproj"):
+        raise UsageError("-o must end in .npy (the latent) or .scproj (a project)")
+    if args.steps < 1 or args.face < 0:
+        raise UsageError("--steps must be positive and --face at least 0")
+    common.check_writable(args.output)
+    device = common.pick_device(args)
+    G = common.load_generator(args, device)
+    doc = load_photo_document(args, args.photo, G, device)
+    if suffix == ".scproj":
+        from styleclip_desktop.document import save_project
+
+        save_project(doc, args.output)  # type: ignore[arg-type]
+    else:
+        if args.method == "pti":
+            common.note("note: the fine-tuned generator from pti is kept only in a project (.scproj); "
+                        "the .npy holds the pivot latent")
+        with common.atomic_output(args.output) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.asarray(doc.latent, np.float32))  # type: ignore[attr-defined]
+    print(f"{args.photo.name}: face {args.face} inverted with {args.method} -> {args.output}")
+    return 0
