@@ -23,7 +23,9 @@ from styleclip_desktop.errors import Cancelled, UsageError, UserError
 _COMMAND_MODULES = (
     "styleclip_desktop.cli.edit_cmd",
     "styleclip_desktop.cli.generate_cmd",
+    "styleclip_desktop.cli.mapper_cmd",
     "styleclip_desktop.cli.invert_cmd",
+    "styleclip_desktop.cli.export_cmd",
     "styleclip_desktop.cli.directions_cmd",
     "styleclip_desktop.cli.models_cmd",
     "styleclip_desktop.cli.bench_cmd",
@@ -67,11 +69,14 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fs3", metavar="PATH", default=argparse.SUPPRESS, help="global-direction relevance matrix (fs3.npy)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS,
                    help="where to compute (default: auto)")
+    g.add_argument("--backend", choices=("auto", "onnx", "torch"), default=argparse.SUPPRESS,
+                   help="render engine: ONNX Runtime or torch (default: auto = ONNX when its graphs are ready)")
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks and debug logging")
 
 
-_GLOBAL_DEFAULTS = {"models_dir": None, "generator": None, "clip": None, "fs3": None, "device": "auto", "debug": False}
+_GLOBAL_DEFAULTS = {"models_dir": None, "generator": None, "clip": None, "fs3": None, "device": "auto",
+                    "backend": "auto", "debug": False}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

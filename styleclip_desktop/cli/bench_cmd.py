@@ -12,7 +12,7 @@ from typing import Any
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import UserError
 
-SUITES = ("core",)
+SUITES = ("core", "methods", "export", "render")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

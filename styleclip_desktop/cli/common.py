@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from styleclip_desktop.methods.global_directions import StyleStats
     from styleclip_desktop.nets.clip import ClipModel
     from styleclip_desktop.nets.stylegan2 import Generator
+    from styleclip_desktop.render.engine import Engine
     from styleclip_desktop.render.session import ModelPaths
 
 def note(msg: str) -> None:
@@ -82,6 +83,29 @@ def ensure_stats(G: Generator) -> StyleStats:
     if not session.stats_path(G).is_file():
         note(f"computing style statistics for this generator ({STATS_SAMPLES:,} samples, once)")
     return session.ensure_stats(G, progress_bar("style statistics"))
+
+
+def build_engine(args: argparse.Namespace, device: torch.device, need_directions: bool = True) -> Engine:
+    """The render engine for a command, its models found as `--generator/--clip/--fs3` say.
+
+    `--backend auto` uses ONNX Runtime when this generator's graphs are already exported
+    (the desktop app or `--backend onnx` exports them once); a one-shot command does not
+    wait minutes for an export it would use for one image."""
+    from styleclip_desktop.render.engine import Engine
+    from styleclip_desktop.render.session import load_model_set
+
+    # The statistics bar only appears if they are computed (once per generator).
+    models = load_model_set(model_paths(args), device, need_directions=need_directions,
+                            progress=progress_bar("style statistics"))
+    backend = getattr(args, "backend", None) or "auto"
+    if backend == "onnx":
+        note("preparing the ONNX Runtime graphs (exported once per generator; minutes at 1024 px on a CPU)")
+    bar = progress_bar("ONNX export")
+    engine = Engine(models, device, backend=backend, background_export=False,
+                    export_progress=lambda done, total, _msg: bar(done, total))
+    for message in engine.notices:
+        note(f"notice: {message}")
+    return engine
 
 
 def progress_bar(desc: str, unit: str = "it") -> Callable[[int, int], None]:

@@ -1,18 +1,29 @@
-"""`styleclip-desktop generate`: render the face of a random seed."""
+"""`styleclip-desktop generate`: render the face of a random seed, or generate a face from a prompt."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from styleclip_desktop.cli import common
 
+if TYPE_CHECKING:
+    import torch
+
+    from styleclip_desktop.nets.stylegan2 import Generator
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("generate", help="render a random face from a seed",
-                       description="Render the face of a random seed; optionally save its W+ latent.")
+    p = sub.add_parser("generate", help="render a random face from a seed, or a face from a prompt",
+                       description="Render the face of a random seed; with --prompt, optimize that face "
+                       "(or the average face) towards the prompt. Optionally save its W+ latent.")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation ψ, 0..1 (default 0.7)")
+    p.add_argument("--prompt", help='generate a face from this text, e.g. "an old man with a beard"')
+    p.add_argument("--steps", type=int, default=100, help="with --prompt: optimization steps (default 100)")
+    p.add_argument("--start", choices=("sample", "mean"), default="sample",
+                   help="with --prompt: start from the seed's face (default) or from the average face")
     p.add_argument("-o", "--output", type=Path, required=True, help="output image (.png, .jpg, .webp)")
     p.add_argument("--save-latent", type=Path, metavar="NPY", help="also write the W+ latent (L,512) here")
     p.set_defaults(func=run)
@@ -25,15 +36,42 @@ def run(args: argparse.Namespace) -> int:
     from styleclip_desktop.nets.stylegan2 import to_uint8
 
     common.check_writable(args.output)  # fail before any heavy work
+    if args.save_latent:
+        common.check_writable(args.save_latent)
     device = common.pick_device(args)
     G = common.load_generator(args, device)
-    ws = G.broadcast_w(G.sample_w(1, args.seed, args.psi, device=device))
+    meta = {"StyleCLIP-Desktop": "AI-generated", "seed": str(args.seed), "psi": str(args.psi)}
+    if args.prompt is None:
+        ws = G.broadcast_w(G.sample_w(1, args.seed, args.psi, device=device))
+        message = f"seed {args.seed}"
+    else:
+        ws, message = _from_text(args, G, device)
+        meta.update({"prompt": args.prompt, "steps": str(args.steps), "start": args.start})
     with torch.no_grad():
         img = to_uint8(G(ws))[0]
-    common.save_png(img, args.output, {"StyleCLIP-Desktop": "AI-generated", "seed": str(args.seed), "psi": str(args.psi)})
+    common.save_png(img, args.output, meta)
     if args.save_latent:
         with common.atomic_output(args.save_latent) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, ws[0].cpu().numpy().astype(np.float32))
-    print(f"seed {args.seed} -> {args.output}")
+    print(f"{message} -> {args.output}")
     return 0
+
+
+def _from_text(args: argparse.Namespace, G: Generator, device: torch.device) -> tuple[torch.Tensor, str]:
+    import torch
+
+    from styleclip_desktop.cli.mapper_cmd import ctrl_c_cancels
+    from styleclip_desktop.errors import Cancelled
+    from styleclip_desktop.methods.optimization import generate_from_text
+
+    clip = common.load_clip(args, device)
+    with ctrl_c_cancels() as stop:
+        result = generate_from_text(G, clip, args.prompt, seed=args.seed, steps=args.steps, start=args.start,
+                                    psi=args.psi, progress=common.progress_bar("generating", "step"), cancel=stop)
+    if result.cancelled:
+        raise Cancelled()
+    ws = torch.from_numpy(result.latent())[None].to(device)
+    first = result.history[0].clip
+    best = next(h.clip for h in result.history if h.step == result.best_step)
+    return ws, f"{args.prompt!r} from seed {args.seed} ({args.start}): CLIP loss {first:.4f} -> {best:.4f}"

@@ -201,6 +201,8 @@ def mapper_from_state(state: Mapping[str, Any], name: str = "the mapper file") -
     sub = {k[len("mapper."):]: v for k, v in state.items() if isinstance(k, str) and k.startswith("mapper.")}
     if not sub:
         raise ModelFileError(f"{name} is not a StyleCLIP mapper: it holds no 'mapper.*' weights")
+    if not all(isinstance(v, Tensor) for v in sub.values()):
+        raise ModelFileError(f"{name} is damaged: some 'mapper.*' entries are not tensors")
     levels = tuple(n for n in LEVEL_NAMES if any(k.startswith(LEVELS[n][0] + ".") for k in sub))
     if not levels:
         kinds = sorted({k.split(".")[0] for k in sub})
@@ -209,7 +211,7 @@ def mapper_from_state(state: Mapping[str, Any], name: str = "the mapper file") -
     width = _width_of(sub, name)
     mapper = LevelsMapper(levels, width)
     try:
-        mapper.load_state_dict({k: torch.as_tensor(v).float() for k, v in sub.items()}, strict=True)
+        mapper.load_state_dict({k: v.float() for k, v in sub.items()}, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:200]
         raise ModelFileError(f"{name}: the mapper weights do not fit the levels mapper ({detail})") from None
@@ -233,7 +235,9 @@ def load_mapper(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     state = obj["state_dict"]
     mapper = mapper_from_state(state, p.name).to(device)
     raw_opts = obj.get("opts", {})
-    opts = dict(vars(raw_opts)) if isinstance(raw_opts, argparse.Namespace) else dict(raw_opts or {})
+    if isinstance(raw_opts, argparse.Namespace):
+        raw_opts = vars(raw_opts)
+    opts = {str(k): v for k, v in raw_opts.items()} if isinstance(raw_opts, Mapping) else {}
     dec_keys = [k for k in state if isinstance(k, str) and k.startswith("decoder.")]
     decoder = {k[len("decoder."):]: state[k] for k in dec_keys} if keep_decoder and dec_keys else None
     extra = {k: v for k, v in obj.items() if k not in ("state_dict", "opts")}

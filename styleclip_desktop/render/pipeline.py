@@ -5,6 +5,11 @@ the document's (see `styleclip_desktop.document.layers`): visible W-space layers
 (optimization, mapper) add their alpha-scaled deltas to W+ in stack order, then W+
 becomes S, then visible S-space layers (global directions) add alpha * ds in stack
 order, then synthesis, then optional paste-back into the source photo.
+
+Every method takes a `Document` or a `RenderState` snapshot of one (they read the same
+attributes). Each stage is cached by content: text -> CLIP embedding,
+(text, neutral, beta) -> ds, W+ -> S, and (S, resolution) -> frame, so moving one
+layer's alpha recomputes only that layer's term and the synthesis.
 """
 
 from __future__ import annotations
@@ -14,21 +19,27 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import torch
 
-from styleclip_desktop.document import Document, GlobalDirectionParams, MapperParams, OptimizationParams
+from styleclip_desktop.document import GlobalDirectionParams, MapperParams, OptimizationParams
 from styleclip_desktop.errors import ModelFileError, UserError
 from styleclip_desktop.methods import global_directions as gd
 from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, to_uint8, unpack_styles
+from styleclip_desktop.render.state import delta_key
+
+if TYPE_CHECKING:
+    from styleclip_desktop.render.backends import Backend
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 # Applies a mapper to W+ (1, L, w_dim) with sub-mapper switches; returns the mapped W+.
 MapperFn = Callable[[torch.Tensor, bool, bool, bool], torch.Tensor]
+# A Document or a RenderState: the renderer reads latent, layers, generator_delta, source, alignment.
+DocLike = Any
 
 
 class LRUCache(Generic[K, V]):
@@ -52,6 +63,11 @@ class LRUCache(Generic[K, V]):
             self.misses += 1
             return None
 
+    def peek(self, key: K) -> bool:
+        """Whether `key` is cached, without counting a hit or a miss."""
+        with self._lock:
+            return key in self._data
+
     def put(self, key: K, value: V) -> None:
         with self._lock:
             if key in self._data:
@@ -67,6 +83,10 @@ class LRUCache(Generic[K, V]):
         with self._lock:
             self._data.clear()
             self._bytes = 0
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"hits": self.hits, "misses": self.misses, "items": len(self._data), "bytes": self._bytes}
 
     def __len__(self) -> int:
         return len(self._data)
@@ -103,19 +123,51 @@ def doc_alignment_to_faces(alignment: Any) -> Any:
     return alignment_from_quad(quad, alignment.crop_size)
 
 
-class Renderer:
-    """Renders documents with one set of models. Thread-safe for one caller at a time."""
+def _alpha(layer: Any, alphas: Mapping[str, float] | None) -> float:
+    return float(alphas.get(layer.id, layer.alpha)) if alphas is not None else float(layer.alpha)
 
-    def __init__(self, models: ModelSet, device: torch.device | str = "cpu") -> None:
+
+class Renderer:
+    """Renders documents with one set of models; safe to call from the UI and worker threads."""
+
+    def __init__(self, models: ModelSet, device: torch.device | str = "cpu", backend: Backend | None = None,
+                 frame_cache_bytes: int = 512 * 2**20) -> None:
+        from styleclip_desktop.render.backends import TorchBackend
+
         self.models = models
         self.device = torch.device(device)
         self.G = models.G.to(self.device).eval().requires_grad_(False)
+        self.backend: Backend = backend or TorchBackend(self.G, models.clip, self.device)
+        self.texts: LRUCache[str, np.ndarray] = LRUCache(512)
         self.directions: LRUCache[tuple[str, str, float], gd.StyleDirection] = LRUCache(256)
         self.styles: LRUCache[str, torch.Tensor] = LRUCache(64)
+        self.frames: LRUCache[tuple[str, int, str], np.ndarray] = LRUCache(
+            4096, frame_cache_bytes, lambda a: int(a.nbytes))
         self.photos: LRUCache[str, np.ndarray] = LRUCache(2)
         self._tuned: tuple[str, Generator] | None = None
+        self._delta_keys: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+        self._lock = threading.RLock()
 
     # --- pieces --------------------------------------------------------------------------
+
+    def text_embedding(self, text: str) -> np.ndarray:
+        """CLIP's template-averaged unit embedding of `text` (memory LRU over the model's disk cache)."""
+        hit = self.texts.get(text)
+        if hit is not None:
+            return hit
+        if self.models.clip is None:
+            raise ModelFileError("global directions need CLIP: download it with `models download clip-vit-b32`")
+        emb = np.asarray(self.models.clip.text_embedding(text), np.float32)
+        self.texts.put(text, emb)
+        return emb
+
+    def text_direction(self, target: str, neutral: str) -> np.ndarray:
+        """dt: the unit vector from `neutral` to `target` in CLIP space."""
+        d = self.text_embedding(target).astype(np.float64) - self.text_embedding(neutral)
+        norm = float(np.linalg.norm(d))
+        if norm < 1e-6:
+            raise UserError(f"Target and neutral text mean the same to CLIP ({target!r} vs {neutral!r}).")
+        return (d / norm).astype(np.float32)
 
     def direction(self, target: str, neutral: str, beta: float) -> gd.StyleDirection:
         """ds for a global-direction layer (cached by text, neutral and beta)."""
@@ -128,44 +180,59 @@ class Renderer:
             raise ModelFileError("global directions need CLIP: download it with `models download clip-vit-b32`")
         if m.fs3 is None or m.stats is None:
             raise ModelFileError("global directions need this generator's fs3 matrix and style statistics")
-        dt = m.clip.text_direction(target, neutral)
+        dt = self.text_direction(target, neutral)
         d = gd.style_direction(m.fs3, dt, m.stats.std, gd.conv_channel_index(self.G), beta)
         self.directions.put(key, d)
         return d
 
-    def generator_for(self, doc: Document) -> Generator:
-        """The generator, fine-tuned by the document's weight delta (high-fidelity inversion) if any."""
+    def generator_key(self, doc: DocLike) -> str:
+        """Content hash of the document's generator delta ("" without one), hashed once per delta object."""
         delta = doc.generator_delta
         if not delta:
+            return ""
+        with self._lock:
+            known = self._delta_keys.get(id(delta))
+            if known is not None and known[0] is delta:
+                return known[1]
+            key = delta_key(delta)
+            self._delta_keys[id(delta)] = (delta, key)  # the reference keeps id(delta) from being reused
+            while len(self._delta_keys) > 4:
+                self._delta_keys.popitem(last=False)
+            return key
+
+    def generator_for(self, doc: DocLike) -> Generator:
+        """The generator, fine-tuned by the document's weight delta (high-fidelity inversion) if any."""
+        key = self.generator_key(doc)
+        if not key:
             return self.G
-        key = hashlib.blake2b(b"".join(array_key(v).encode() for _, v in sorted(delta.items()))).hexdigest()
-        if self._tuned is None or self._tuned[0] != key:
-            import copy
+        with self._lock:
+            if self._tuned is None or self._tuned[0] != key:
+                import copy
 
-            tuned = copy.deepcopy(self.G)
-            params = dict(tuned.named_parameters())
-            with torch.no_grad():
-                for name, d in delta.items():
-                    if name not in params or tuple(params[name].shape) != tuple(d.shape):
-                        raise UserError(f"the project's fine-tuned generator does not fit this generator ({name})")
-                    params[name].add_(torch.from_numpy(np.asarray(d, np.float32)).to(self.device))
-            self._tuned = (key, tuned)
-        return self._tuned[1]
+                tuned = copy.deepcopy(self.G)
+                params = dict(tuned.named_parameters())
+                with torch.no_grad():
+                    for name, d in doc.generator_delta.items():
+                        if name not in params or tuple(params[name].shape) != tuple(d.shape):
+                            raise UserError(f"the project's fine-tuned generator does not fit this generator ({name})")
+                        params[name].add_(torch.from_numpy(np.array(d, np.float32)).to(self.device))
+                self._tuned = (key, tuned)
+            return self._tuned[1]
 
-    def wplus(self, doc: Document, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
+    def wplus(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
         """Base W+ plus the visible W-space layers, in stack order: (1, L, w_dim)."""
         ws = torch.from_numpy(np.array(doc.latent, np.float32)).to(self.device)[None]
         if ws.shape[1:] != (self.G.num_ws, self.G.config.w_dim):
             raise UserError(f"the project's latent has shape {tuple(ws.shape[1:])}, this generator needs "
                             f"({self.G.num_ws}, {self.G.config.w_dim})")
         for layer in doc.layers:
-            alpha = float(alphas.get(layer.id, layer.alpha)) if alphas is not None else float(layer.alpha)
+            alpha = _alpha(layer, alphas)
             if not layer.visible or alpha == 0.0:
                 continue
             p = layer.params
             if isinstance(p, OptimizationParams):
                 if p.delta is not None:
-                    ws = ws + alpha * torch.from_numpy(np.asarray(p.delta, np.float32)).to(self.device)
+                    ws = ws + alpha * torch.from_numpy(np.array(p.delta, np.float32)).to(self.device)
             elif isinstance(p, MapperParams):
                 if self.models.mapper_loader is None:
                     raise ModelFileError("mapper layers need the mapper support, which is not loaded")
@@ -173,30 +240,58 @@ class Renderer:
                 ws = ws + alpha * (mapped - ws)
         return ws
 
-    def styles_for(self, doc: Document, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
+    def styles_for(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
         """Flat S (1, S) with every visible layer applied."""
         G = self.generator_for(doc)
         ws = self.wplus(doc, alphas)
-        key = array_key(ws) + (str(id(G)) if G is not self.G else "")
+        key = array_key(ws) + self.generator_key(doc)
         s = self.styles.get(key)
         if s is None:
             with torch.no_grad():
                 s = pack_styles(G.w_to_s(ws))
             self.styles.put(key, s)
         for layer in doc.layers:
-            alpha = float(alphas.get(layer.id, layer.alpha)) if alphas is not None else float(layer.alpha)
+            alpha = _alpha(layer, alphas)
             p = layer.params
             if layer.visible and alpha != 0.0 and isinstance(p, GlobalDirectionParams):
                 s = gd.apply_direction(s, self.direction(p.target, p.neutral, p.beta).ds, alpha)
         return s
 
-    def synthesize(self, doc: Document, s_flat: torch.Tensor, out_res: int | None = None) -> np.ndarray:
-        """(B, S) -> (B, H, W, 3) uint8."""
+    def synthesize(self, doc: DocLike, s_flat: torch.Tensor, out_res: int | None = None) -> np.ndarray:
+        """(B, S) -> (B, H, W, 3) uint8, on the backend (torch for a fine-tuned generator)."""
         G = self.generator_for(doc)
+        res = out_res or G.config.resolution
+        if G is self.G:
+            return self.backend.synthesize(s_flat, res)
+        # Exported graphs bake the checkpoint's weights in; a per-project fine-tune runs on torch.
         with torch.no_grad():
-            return to_uint8(G.synthesize(unpack_styles(s_flat, G.style_dims), out_res=out_res))
+            return to_uint8(G.synthesize(unpack_styles(s_flat.to(self.device), G.style_dims), out_res=res))
 
-    def photo(self, doc: Document) -> np.ndarray | None:
+    def faces(self, doc: DocLike, alphas_list: Sequence[Mapping[str, float] | None],
+              out_res: int | None = None) -> list[np.ndarray]:
+        """Aligned faces for several alpha settings: frame-cache hits are reused, the misses
+        synthesized together in one batch. Cached frames are read-only."""
+        res = out_res or self.G.config.resolution
+        gkey = self.generator_key(doc)
+        styles = [self.styles_for(doc, a) for a in alphas_list]
+        keys = [(array_key(s), res, gkey) for s in styles]
+        out: list[np.ndarray | None] = [self.frames.get(k) for k in keys]
+        todo: dict[tuple[str, int, str], int] = {}
+        for i, (k, f) in enumerate(zip(keys, out, strict=True)):
+            if f is None and k not in todo:
+                todo[k] = i
+        if todo:
+            images = self.synthesize(doc, torch.cat([styles[i] for i in todo.values()]), res)
+            for k, img in zip(todo, images, strict=True):
+                img = np.ascontiguousarray(img)
+                img.setflags(write=False)
+                self.frames.put(k, img)
+                for j, kj in enumerate(keys):
+                    if kj == k:
+                        out[j] = img
+        return [f for f in out if f is not None]
+
+    def photo(self, doc: DocLike) -> np.ndarray | None:
         src = doc.source
         if src is None or src.data is None:
             return None
@@ -208,7 +303,7 @@ class Renderer:
             self.photos.put(src.sha256, hit)
         return hit
 
-    def composite(self, doc: Document, face: np.ndarray) -> np.ndarray:
+    def composite(self, doc: DocLike, face: np.ndarray) -> np.ndarray:
         """Paste an aligned face back into the document's photo (the face itself if there is none)."""
         photo = self.photo(doc)
         if photo is None or doc.alignment is None:
@@ -217,19 +312,22 @@ class Renderer:
 
         return paste_back(photo, face, doc_alignment_to_faces(doc.alignment))
 
+    def cache_stats(self) -> dict[str, dict[str, int]]:
+        return {"text": self.texts.stats(), "ds": self.directions.stats(), "styles": self.styles.stats(),
+                "frames": self.frames.stats()}
+
     # --- front door ------------------------------------------------------------------------
 
-    def render(self, doc: Document, alphas: Mapping[str, float] | None = None, out_res: int | None = None,
+    def render(self, doc: DocLike, alphas: Mapping[str, float] | None = None, out_res: int | None = None,
                paste_back: bool = False) -> np.ndarray:
-        face = self.synthesize(doc, self.styles_for(doc, alphas), out_res)[0]
-        return self.composite(doc, face) if paste_back else face
+        face = self.faces(doc, [alphas], out_res)[0]
+        return self.composite(doc, face) if paste_back else np.array(face)
 
-    def render_batch(self, doc: Document, alphas_list: Sequence[Mapping[str, float]], out_res: int | None = None,
+    def render_batch(self, doc: DocLike, alphas_list: Sequence[Mapping[str, float]], out_res: int | None = None,
                      paste_back: bool = False, batch: int = 4) -> list[np.ndarray]:
         """Several alpha settings of one document (timeline frames), synthesized in batches."""
         out: list[np.ndarray] = []
         for i in range(0, len(alphas_list), batch):
-            s = torch.cat([self.styles_for(doc, a) for a in alphas_list[i: i + batch]])
-            faces = self.synthesize(doc, s, out_res)
-            out += [self.composite(doc, f) if paste_back else f for f in faces]
+            faces = self.faces(doc, alphas_list[i: i + batch], out_res)
+            out += [self.composite(doc, f) if paste_back else np.array(f) for f in faces]
         return out

@@ -35,8 +35,9 @@ class Priority(enum.IntEnum):
 class JobContext:
     """Handed to the job function: report progress, and stop when asked."""
 
-    def __init__(self, job: Job[Any]) -> None:
+    def __init__(self, job: Job[Any], worker: Worker | None = None) -> None:
         self._job = job
+        self._worker = worker
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         for cb in list(self._job._progress):
@@ -52,6 +53,15 @@ class JobContext:
         """Raise `Cancelled` if the job was cancelled: call it between steps."""
         if self._job._cancel.is_set():
             raise Cancelled()
+
+    def yield_to_higher(self) -> int:
+        """Run queued jobs of a higher priority now, on this thread, then come back.
+
+        A long low-priority job (precompute, export) calls this between steps, so a
+        preview the user asks for meanwhile waits one step, not the whole job."""
+        if self._worker is None or threading.current_thread() is not self._worker._thread:
+            return 0
+        return self._worker._run_higher(self._job.priority)
 
     @property
     def cancel_event(self) -> threading.Event:
@@ -126,21 +136,44 @@ class Worker:
 
     def _run(self) -> None:
         while (job := self._next()) is not None:
-            if not job.future.set_running_or_notify_cancel():
-                continue
+            self._execute(job)
+            with self._cond:
+                self.current = None
+
+    def _execute(self, job: Job[Any]) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            if job._cancel.is_set():
+                raise Cancelled()
+            result = job.fn(JobContext(job, self))
+        except BaseException as exc:  # errors travel to whoever awaits the job
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+        finally:
+            with self._cond:
+                if job.key is not None and self._by_key.get(job.key) is job:
+                    del self._by_key[job.key]
+
+    def _run_higher(self, priority: Priority) -> int:
+        """Run queued jobs more urgent than `priority` inline (see `JobContext.yield_to_higher`)."""
+        ran = 0
+        while True:
+            with self._cond:
+                while self._queue and self._queue[0].future.cancelled():
+                    heapq.heappop(self._queue)
+                if not self._queue or self._queue[0].priority >= priority or self._stop:
+                    return ran
+                job = heapq.heappop(self._queue)
+                job.started = True
+                outer, self.current = self.current, job
             try:
-                if job._cancel.is_set():
-                    raise Cancelled()
-                result = job.fn(JobContext(job))
-            except BaseException as exc:  # errors travel to whoever awaits the job
-                job.future.set_exception(exc)
-            else:
-                job.future.set_result(result)
+                self._execute(job)
             finally:
                 with self._cond:
-                    self.current = None
-                    if job.key is not None and self._by_key.get(job.key) is job:
-                        del self._by_key[job.key]
+                    self.current = outer
+            ran += 1
 
     def pending(self) -> int:
         with self._cond:

@@ -4,18 +4,31 @@ Panels observe this object (Qt signals) and change the document only by pushing
 document commands through `push`, so every change is undoable and the history panel,
 the canvas and the layer list stay in step. Nothing here blocks the UI thread: renders
 run on the engine's worker and come back through `render_ready`.
+
+The state also carries what every view shares about the open project: the last rendered
+picture and the "original" (the same document with every layer at alpha 0, for the
+before/after compare), whether the paste-back composite or the aligned crop is shown,
+the project's dirty flag and path, and the long tasks the status bar shows.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from styleclip_desktop.document import Document
 from styleclip_desktop.document.commands import Command
+from styleclip_desktop.errors import UserError
+from styleclip_desktop.ui.jobs import TaskList, call_in_ui, watch
+
+PREVIEW_KEY = "preview"
+RENDER_KEY = "render"  # the keys the panels' render requests use too, so they supersede each other
+ORIGINAL_KEY = "original"
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +68,10 @@ class EditorState(QObject):
     busy = Signal(str, int, int)  # (message, done, total); total 0 = indeterminate, done == total = finished
     error = Signal(str)  # a one-line message for the user (never a traceback)
     engine_changed = Signal(object)  # the new engine, or None
+    original_ready = Signal(object)  # HxWx3 uint8: the document with every layer at alpha 0
+    paste_back_changed = Signal(bool)  # True: the edit pasted into the photo; False: the aligned crop
+    dirty_changed = Signal(bool)
+    file_path_changed = Signal(object)  # Path or None
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -62,18 +79,150 @@ class EditorState(QObject):
         self.document: Document | None = None
         self.engine: Any | None = None  # styleclip_desktop.render.engine.Engine once models are loaded
         self.current_layer_id: str = ""
+        self.tasks = TaskList(self)
+        self.paste_back = True
+        self.image: np.ndarray | None = None  # the picture last delivered by render_ready
+        self.original: np.ndarray | None = None
+        self._render_seq = 0
+        self._shown_seq = 0
+        self._original_seq = 0
+        self._doc_hooks: list[tuple[Any, Callable[..., None]]] = []
         self.undo_stack.indexChanged.connect(lambda _i: self.document_changed.emit())
 
     def set_document(self, doc: Document | None) -> None:
+        for emitter, callback in self._doc_hooks:
+            emitter.disconnect(callback)
+        self._doc_hooks = []
         self.undo_stack.clear()
         self.document = doc
+        self.image = self.original = None
+        if doc is not None:
+            for emitter, callback in ((doc.events.dirty_changed, lambda e: self.dirty_changed.emit(bool(e.dirty))),
+                                      (doc.events.file_path_changed, lambda e: self.file_path_changed.emit(e.path))):
+                emitter.connect(callback)
+                self._doc_hooks.append((emitter, callback))
         self.current_layer_id = doc.layers[len(doc.layers) - 1].id if doc is not None and len(doc.layers) else ""
         self.document_replaced.emit(doc)
         self.current_layer_changed.emit(self.current_layer_id)
+        self.dirty_changed.emit(self.dirty)
+        self.file_path_changed.emit(doc.file_path if doc is not None else None)
 
     def set_engine(self, engine: Any | None) -> None:
         self.engine = engine
         self.engine_changed.emit(engine)
+
+    # -- project -----------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return self.document is not None and self.document.dirty
+
+    @property
+    def title(self) -> str:
+        return self.document.title if self.document is not None else ""
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def set_paste_back(self, on: bool) -> None:
+        if on != self.paste_back:
+            self.paste_back = on
+            self.paste_back_changed.emit(on)
+            self.request_original()
+            self.request_render()
+
+    def _snapshot(self) -> Any:
+        """What the worker may read while the UI thread goes on editing the document."""
+        take = getattr(self.engine, "snapshot", None)
+        if take is None:
+            from styleclip_desktop.render.state import snapshot
+
+            return snapshot(self.document)  # type: ignore[arg-type]
+        return take(self.document)
+
+    def request_render(self, preview: bool = False) -> Any:
+        """Render the document as it is now on the engine's worker; the picture arrives
+        through `render_ready` on the UI thread. A result older than one already shown is
+        dropped, so a slow full render never replaces a newer preview. Returns the job."""
+        if self.engine is None or self.document is None:
+            return None
+        self._render_seq += 1
+        seq = self._render_seq
+        try:
+            job = self.engine.submit_render(self._snapshot(), None, preview=preview, paste_back=self.paste_back,
+                                            key=PREVIEW_KEY if preview else RENDER_KEY)
+        except UserError as exc:
+            self.error.emit(str(exc))
+            return None
+        paste_back = self.paste_back
+
+        def shown(result: Any) -> None:
+            if seq < self._shown_seq or paste_back != self.paste_back:
+                return
+            self._shown_seq = seq
+            self.image = np.asarray(getattr(result, "image", result))
+            self.render_ready.emit(self.image, preview)
+
+        watch(job, shown, self._render_failed)
+        return job
+
+    def request_original(self) -> Any:
+        """Render the document with every layer switched off (the "before" of a compare)."""
+        doc = self.document
+        if self.engine is None or doc is None:
+            return None
+        self._original_seq += 1
+        seq = self._original_seq
+        off: Mapping[str, float] = {layer.id: 0.0 for layer in doc.layers}
+        try:
+            job = self.engine.submit_render(self._snapshot(), off, preview=False, paste_back=self.paste_back,
+                                            key=ORIGINAL_KEY)
+        except UserError as exc:
+            self.error.emit(str(exc))
+            return None
+
+        def shown(result: Any) -> None:
+            if seq == self._original_seq:
+                self.original = np.asarray(getattr(result, "image", result))
+                self.original_ready.emit(self.original)
+
+        watch(job, shown, self._render_failed)
+        return job
+
+    def _render_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, UserError):
+            self.error.emit(str(exc))
+        else:
+            log.error("render failed", exc_info=exc)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.error.emit(f"Rendering failed: {first}")
+
+    def run_job(self, fn: Callable[[Any], Any], message: str, *, on_result: Callable[[Any], None],
+                on_error: Callable[[BaseException], None] | None = None,
+                on_cancel: Callable[[], None] | None = None, key: str | None = None) -> Any:
+        """Run `fn(ctx)` on the engine's worker as a task the status bar shows with progress
+        (ctx.progress(done, total, message)) and a Cancel button."""
+        if self.engine is None:
+            raise UserError("the models are still loading; try again in a moment")
+        from styleclip_desktop.render.worker import Priority
+
+        holder: list[Any] = []
+        task = self.tasks.begin(message, cancel=lambda: holder[0].cancel() if holder else None)
+        job = self.engine.worker.submit(fn, Priority.INTERACTIVE, key=key,
+                                        on_progress=lambda d, t, m: self.tasks.update(task, d, t, m))
+        holder.append(job)
+
+        def finish(callback: Callable[..., None] | None, *args: Any) -> None:
+            self.tasks.end(task)
+            if callback is not None:
+                callback(*args)
+
+        watch(job, lambda v: finish(on_result, v),
+              lambda e: finish(on_error or self._render_failed, e),
+              lambda: finish(on_cancel))
+        return job
+
+    def call_in_ui(self, fn: Callable[[], None]) -> None:
+        call_in_ui(fn)
 
     def set_current_layer(self, layer_id: str) -> None:
         if layer_id != self.current_layer_id:
@@ -82,8 +231,14 @@ class EditorState(QObject):
 
     def push(self, command: Command) -> None:
         """Do `command` and record it for undo (merging a slider drag into one step)."""
+        index = self.undo_stack.index()
         try:
             self.undo_stack.push(CommandAdapter(command))
         except Exception as exc:  # a refused change (locked layer, bad value) is a message, not a crash
             log.info("change refused: %s", exc)
             self.error.emit(str(exc))
+            return
+        if self.undo_stack.index() == index:
+            # Merged into the previous step (a slider drag): the stack's index did not move,
+            # so indexChanged stayed silent, but the document did change.
+            self.document_changed.emit()

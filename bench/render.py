@@ -1,0 +1,199 @@
+"""Render engine benchmark: torch vs ONNX Runtime, preview latency, cache effects.
+
+At full size: a config-f 1024 generator and ViT-B/32, random weights (they cost what
+trained weights cost). Every comparison is a ratio within one run, so a busy machine
+shifts both sides alike; the load average is recorded beside them. `quick` uses a small
+generator and a tiny CLIP, for a smoke test of the benchmark itself.
+
+Goals (2-core CPU): ONNX full-size synthesis at most 0.6x torch; the drag preview (early
+exit) at most 0.35x the full render.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.harness import peak_rss_mb, timeit
+
+GOAL_ONNX_VS_TORCH = 0.6
+GOAL_PREVIEW_VS_FULL = 0.35
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _models(res: int, quick: bool, text_cache: Path) -> Any:
+    from styleclip_desktop.methods import global_directions as gd
+    from styleclip_desktop.nets.clip import ClipModel, build_clip, random_vit_b32, tiny_clip_state_dict
+    from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
+    from styleclip_desktop.render.pipeline import ModelSet
+    from styleclip_desktop.weights.synthetic import tiny_config
+
+    torch.manual_seed(0)
+    G = Generator(tiny_config(res) if quick else GeneratorConfig(resolution=res)).eval().requires_grad_(False)
+    # A stable name for the random weights, so repeated runs reuse their exported graphs.
+    G.source_sha256 = f"bench-random-{'tiny' if quick else 'config-f'}-{res}-seed0"  # type: ignore[assignment]
+    if quick:
+        clip = ClipModel(build_clip(tiny_clip_state_dict(0)), "bench-tiny-clip", cache_dir=text_cache)
+    else:
+        clip = random_vit_b32(cache_dir=text_cache)
+    rng = np.random.RandomState(0)
+    conv_idx = gd.conv_channel_index(G)
+    fs3 = rng.randn(len(conv_idx), clip.embed_dim).astype(np.float32)
+    fs3 /= np.linalg.norm(fs3, axis=1, keepdims=True)
+    with torch.no_grad():
+        s = torch.cat(G.w_to_s(G.sample_w(256, seed=5)), 1).double().numpy()
+    stats = gd.StyleStats(s.mean(0), s.std(0) + 1e-3, 256)
+    return ModelSet(G=G, clip=clip, fs3=fs3, stats=stats)
+
+
+def _doc(models: Any) -> Any:
+    from styleclip_desktop.document import Document, GlobalDirectionParams, Layer
+
+    G = models.G
+    with torch.no_grad():
+        latent = G.broadcast_w(G.sample_w(1, seed=3))[0].numpy()
+    return Document(latent, layers=[
+        Layer(GlobalDirectionParams("a face with grey hair", beta=0.1), alpha=3.0, id="hair"),
+        Layer(GlobalDirectionParams("a smiling face", beta=0.1), alpha=2.0, id="smile"),
+    ])
+
+
+def _ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return round(a["median_ms"] / b["median_ms"], 3)
+
+
+def _synthesis(onnx: Any, torch_backend: Any, G: Any, res: int, preview: int, repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with torch.no_grad():
+        s1 = torch.cat(G.w_to_s(G.sample_w(1, seed=7)), 1)
+        s8 = torch.cat(G.w_to_s(G.sample_w(8, seed=8)), 1)
+    for size in (res, preview):
+        for batch, s in ((1, s1), (8, s8)):
+            # Batch 8 at full size takes minutes on a CPU: one timed run after batch 1 warmed up.
+            reps, warm = (repeats, 1) if batch == 1 else (1, 1 if size != res else 0)
+            t = timeit(lambda s=s, size=size: torch_backend.synthesize(s, size), "cpu", reps, warm)
+            o = timeit(lambda s=s, size=size: onnx.synthesize(s, size), "cpu", reps, warm)
+            key = f"{size}_batch{batch}"
+            out[f"torch_{key}"], out[f"onnx_{key}"] = t, o
+            out[f"onnx_vs_torch_{key}"] = _ratio(o, t)
+    return out
+
+
+def _latency(engine: Any, doc: Any, repeats: int, preview: bool) -> dict[str, float]:
+    """Alpha change -> image in hand, through the worker as the GUI asks (frame cache misses)."""
+    times = []
+    for i in range(repeats + 1):
+        doc.layers.get("hair").set("alpha", 3.0 + 0.37 * (i + 1) + (0.0 if preview else 50.0))
+        t0 = time.perf_counter()
+        engine.submit_render(doc, preview=preview).future.result()
+        if i:  # the first one warms the worker and ONNX Runtime's arena
+            times.append((time.perf_counter() - t0) * 1000.0)
+    return {"median_ms": round(float(np.median(times)), 3), "min_ms": round(min(times), 3), "runs": repeats}
+
+
+def _hit_rate(stats: dict[str, int]) -> float | None:
+    """None when the cache was never asked (an earlier stage hit, so it was not needed)."""
+    total = stats["hits"] + stats["misses"]
+    return round(stats["hits"] / total, 3) if total else None
+
+
+def _caches(engine: Any, doc: Any, repeats: int) -> dict[str, Any]:
+    r = engine.renderer
+    out: dict[str, Any] = {}
+    counter = iter(range(10**6))
+    # text -> embedding: a prompt never seen (no disk cache either) vs the memory cache.
+    miss = timeit(lambda: r.text_embedding(f"a face with hair style number {next(counter)}"), "cpu", repeats, 0)
+    hit = timeit(lambda: r.text_embedding("a face"), "cpu", max(repeats, 10), 1)
+    out["text_embedding"] = {"miss": miss, "hit": hit, "speedup": _ratio(miss, hit)}
+    betas = iter(np.linspace(0.05, 0.2, 1000))
+    miss = timeit(lambda: r.direction("a face with grey hair", "a face", float(next(betas))), "cpu", repeats, 0)
+    hit = timeit(lambda: r.direction("a face with grey hair", "a face", 0.1), "cpu", max(repeats, 10), 1)
+    out["ds"] = {"miss": miss, "hit": hit, "speedup": _ratio(miss, hit)}
+    alphas = iter(np.linspace(-5, 5, 1000))
+    miss = timeit(lambda: engine.render(doc, {"hair": float(next(alphas))}), "cpu", repeats, 0)
+    hit = timeit(lambda: engine.render(doc, {"hair": 1.25}), "cpu", max(repeats, 10), 1)
+    out["frame"] = {"miss": miss, "hit": hit, "speedup": _ratio(miss, hit)}
+
+    # A drag on one layer: every term but that layer's frame should come from a cache.
+    before = {k: dict(v) for k, v in engine.cache_stats().items()}
+    for a in np.linspace(0.0, 4.0, 8):
+        engine.render(doc, {"hair": float(a)}, preview=True)
+    out["drag_hit_rates"] = {k: _hit_rate({"hits": v["hits"] - before[k]["hits"],
+                                            "misses": v["misses"] - before[k]["misses"]})
+                             for k, v in engine.cache_stats().items()}
+    # Timeline: precompute the keyframes, then scrub across them (keys and in-betweens).
+    keys = [{"hair": float(a)} for a in np.linspace(0.0, 6.0, 4)]
+    engine.precompute(doc, keys).future.result()
+    before_frames = dict(engine.cache_stats()["frames"])
+    scrub = keys + [{"hair": 1.0}] + keys[::-1]
+    t0 = time.perf_counter()
+    for a in scrub:
+        engine.render(doc, a)
+    now = engine.cache_stats()["frames"]
+    out["timeline_scrub"] = {
+        "frames": len(scrub), "ms": round((time.perf_counter() - t0) * 1000.0, 1),
+        "frame_hit_rate": _hit_rate({"hits": now["hits"] - before_frames["hits"],
+                                     "misses": now["misses"] - before_frames["misses"]})}
+    return out
+
+
+def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
+    from styleclip_desktop import paths
+    from styleclip_desktop.render.backends import TorchBackend
+    from styleclip_desktop.render.engine import Engine
+
+    res = 64 if quick else 1024
+    out: dict[str, Any] = {"load_average_start": _load(), "cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = _models(res, quick, Path(tmp) / "text")
+        onnx_dir = paths.cache_dir() / "onnx-bench"  # random-weight graphs: safe to delete
+        t0 = time.perf_counter()
+        engine = Engine(models, device, backend="onnx", onnx_dir=onnx_dir, clip_graphs=False)
+        out["generator"] = f"{'narrow' if quick else 'config-f'} {res}px, random weights"
+        out["backend"], out["notices"] = engine.backend_label, list(engine.notices)
+        out["onnx_ready_s"] = round(time.perf_counter() - t0, 1)  # export + checks, or loading cached graphs
+        try:
+            if engine.backend.kind != "onnx":
+                out["error"] = "ONNX Runtime is not available: " + "; ".join(engine.notices)
+                return out
+            torch_backend = TorchBackend(models.G, models.clip, engine.device)
+            out["preview_resolution"] = engine.preview_resolution
+            out["synthesis"] = _synthesis(engine.backend, torch_backend, models.G, res, engine.preview_resolution,
+                                          repeats)
+            doc = _doc(models)
+            engine.render(doc)  # warm the text, ds and W+ -> S caches
+            torch_engine = Engine(models, device, backend="torch", worker=engine.worker)
+            torch_engine.renderer.texts, torch_engine.renderer.directions = engine.renderer.texts, engine.renderer.directions
+            lat = {
+                "onnx_preview": _latency(engine, doc, repeats, preview=True),
+                "onnx_full": _latency(engine, doc, repeats, preview=False),
+                "torch_preview": _latency(torch_engine, doc, repeats, preview=True),
+                "torch_full": _latency(torch_engine, doc, repeats, preview=False),
+            }
+            lat["onnx_preview_vs_full"] = _ratio(lat["onnx_preview"], lat["onnx_full"])
+            lat["onnx_preview_vs_torch_full"] = _ratio(lat["onnx_preview"], lat["torch_full"])
+            torch_engine.shutdown()
+            out["alpha_change_latency"] = lat
+            out["caches"] = _caches(engine, doc, repeats)
+            syn = out["synthesis"]
+            full = f"{res}_batch1"
+            out["goals"] = {
+                "onnx_vs_torch_full_batch1": {"measured": syn[f"onnx_vs_torch_{full}"], "goal": GOAL_ONNX_VS_TORCH,
+                                              "met": syn[f"onnx_vs_torch_{full}"] <= GOAL_ONNX_VS_TORCH},
+                "preview_vs_full_render": {"measured": lat["onnx_preview_vs_full"], "goal": GOAL_PREVIEW_VS_FULL,
+                                           "met": lat["onnx_preview_vs_full"] <= GOAL_PREVIEW_VS_FULL},
+            }
+        finally:
+            engine.shutdown()
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["load_average_end"] = _load()
+    return out

@@ -1,0 +1,175 @@
+"""`styleclip-desktop mapper train`: train a latent mapper for a prompt; plus the model lookups
+that the mapper and optimization edits share (mapper ids, the ArcFace file)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from styleclip_desktop.cli import common
+from styleclip_desktop.errors import Cancelled, UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from styleclip_desktop.nets.irse import ArcFace
+
+ARCFACE_FILENAMES = ("model_ir_se50.pth",)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("mapper", help="train a latent mapper for a prompt",
+                       description="Latent mappers: one small network per prompt, fast to apply once trained.")
+    msub = p.add_subparsers(dest="mapper_command", metavar="ACTION", required=True)
+    t = msub.add_parser("train", help="train a mapper for a prompt",
+                        description="Train a levels mapper on sampled faces or on your own inverted latents. "
+                        "Ctrl+C stops after the current step and keeps the checkpoint; --resume continues it.")
+    t.add_argument("--prompt", required=True, help='what the mapper should do, e.g. "a face with purple hair"')
+    t.add_argument("--out", type=Path, required=True, help="the mapper checkpoint to write (.pt)")
+    t.add_argument("--steps", type=int, default=50_000, help="training steps (default 50000, as published)")
+    t.add_argument("--latents", type=Path, metavar="FILE",
+                   help="inverted W+ latents (.npy, shape (N,L,512)); default: sampled faces")
+    t.add_argument("--samples", type=int, default=5000, help="how many faces to sample without --latents (default 5000)")
+    t.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
+    t.add_argument("--lr", type=float, default=0.5, help="Adam learning rate (default 0.5, the published one)")
+    t.add_argument("--lambda-l2", type=float, default=0.8, help="weight of the latent L2 term (default 0.8)")
+    t.add_argument("--lambda-id", type=float, default=0.1, help="weight of the identity term (default 0.1; needs ArcFace)")
+    t.add_argument("--arcface", type=Path, metavar="PATH", help="ArcFace IR-SE50 weights (model_ir_se50.pth)")
+    t.add_argument("--checkpoint-every", type=int, default=500, help="save every N steps (default 500)")
+    t.add_argument("--seed", type=int, default=0, help="seed for the mapper's start and the batch order (default 0)")
+    t.add_argument("--resume", action="store_true", help="continue training the checkpoint at --out")
+    add_level_switches(t)
+    t.set_defaults(func=run_train)
+
+
+def add_level_switches(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-coarse", action="store_true", help="leave W+ rows 0-3 (pose, shape) alone")
+    p.add_argument("--no-medium", action="store_true", help="leave W+ rows 4-7 (features, hair style) alone")
+    p.add_argument("--no-fine", action="store_true", help="leave W+ rows 8+ (colours, micro-structure) alone")
+
+
+def levels_from(args: argparse.Namespace) -> dict[str, bool]:
+    return {"coarse": not args.no_coarse, "medium": not args.no_medium, "fine": not args.no_fine}
+
+
+# --- model lookups ----------------------------------------------------------------------
+
+
+def resolve_mapper(args: argparse.Namespace, ref: str) -> Path:
+    """A mapper file from a path, or from a catalog id (`afro`, `mapper-afro`) in the models folder."""
+    from styleclip_desktop.weights.catalog import MAPPER_GROUP, load_catalog
+
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    if path.exists():
+        raise UserError(f"mapper path is not a file: {path}")
+    entries = load_catalog().group(MAPPER_GROUP)
+    key = ref.strip().lower()
+    match = [e for e in entries if key in (e.id.lower(), (e.mapper_name or "").lower(),
+                                           (e.mapper_name or "").lower().replace("_", "-"))]
+    if not match:
+        if path.suffix or "/" in ref or "\\" in ref:
+            raise UserError(f"mapper file not found: {path}")
+        known = ", ".join(sorted(e.mapper_name or e.id for e in entries))
+        raise UserError(f"no mapper file or catalog mapper named '{ref}' (catalog mappers: {known})")
+    entry = match[0]
+    folder = common.models_dir(args)
+    for name in entry.filenames:
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"mapper '{entry.mapper_name or entry.id}' is not in {folder}: run "
+                    f"`styleclip-desktop models download {entry.id}`, or pass --mapper PATH")
+
+
+def arcface_path(args: argparse.Namespace) -> Path | None:
+    if getattr(args, "arcface", None):
+        return Path(args.arcface)
+    from styleclip_desktop.weights.catalog import ARCFACE, load_catalog
+
+    names: list[str] = list(ARCFACE_FILENAMES)
+    with contextlib.suppress(UserError):
+        names = [n for e in load_catalog().by_format(ARCFACE) for n in e.filenames] + names
+    folder = common.models_dir(args)
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def load_arcface_for(args: argparse.Namespace, device: torch.device, lambda_id: float) -> ArcFace | None:
+    """The ArcFace net when the identity term is wanted; a notice and None when it is not installed."""
+    if lambda_id <= 0:
+        return None
+    path = arcface_path(args)
+    if path is None:
+        common.note("notice: no ArcFace model (model_ir_se50.pth) found; the identity term is skipped. "
+                    "Get it with `styleclip-desktop models download arcface-ir-se50` or pass --arcface PATH")
+        return None
+    from styleclip_desktop.nets.irse import load_arcface
+
+    return load_arcface(path, device)
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels() -> Iterator[threading.Event]:
+    """While inside, the first Ctrl+C sets the event (the job stops after its step and keeps its
+    work); a second one interrupts at once."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        event.set()
+        common.note("stopping after this step (Ctrl+C again to abort at once)")
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --- mapper train -----------------------------------------------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from styleclip_desktop.methods import mapper as mm
+
+    out = Path(args.out)
+    common.check_writable(out)
+    if out.exists() and not args.resume:
+        raise UserError(f"{out} already exists: pass --resume to continue training it, or choose another --out")
+    levels = tuple(name for name, on in levels_from(args).items() if on)
+    if not levels:
+        raise UserError("every sub-mapper is switched off: there is nothing to train")
+    cfg = mm.MapperTrainConfig(prompt=args.prompt, steps=args.steps, batch=args.batch, lr=args.lr,
+                               lambda_l2=args.lambda_l2, lambda_id=args.lambda_id, levels=levels,
+                               seed=args.seed, checkpoint_every=args.checkpoint_every)
+    device = common.pick_device(args)
+    G = common.load_generator(args, device)
+    if args.latents is not None:
+        latents = mm.load_latent_set(args.latents, G.num_ws, G.config.w_dim)
+    else:
+        latents = mm.sample_latents(G, args.samples, seed=args.seed)
+    clip = common.load_clip(args, device)
+    arcface = load_arcface_for(args, device, args.lambda_id)
+    if args.resume and not out.exists():
+        common.note(f"no checkpoint at {out} yet; starting a new training run")
+    with ctrl_c_cancels() as stop:
+        result = mm.train_mapper(G, clip, latents, cfg, arcface=arcface, out_path=out, resume=args.resume,
+                                 progress=common.progress_bar("training mapper", "step"), cancel=stop)
+    if result.cancelled:
+        common.note(f"stopped at step {result.step} of {cfg.steps}; checkpoint saved to {out} "
+                    "(continue with --resume)")
+        raise Cancelled()
+    losses = result.losses
+    summary = f"loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "nothing left to train"
+    print(f"trained {result.step} steps for {args.prompt!r} ({summary}) -> {out}")
+    return 0

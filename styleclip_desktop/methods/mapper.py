@@ -1,0 +1,326 @@
+"""Latent mapper: apply a trained mapper to W+, and train a new one for a prompt.
+
+Applying: delta = alpha * 0.1 * M(w) with any sub-mapper switched off, so a mapper layer is
+one more W+ offset in the stack (alpha 1 is the edit the mapper was trained for).
+
+Training follows the published recipe on a latent set (psi-0.7 samples of the generator,
+or the user's own inverted latents): loss = CLIP loss + 0.8 * mean((w_hat - w)^2) + 0.1 * ID
+loss (the ID term only with an ArcFace network), batch 2, lr 0.5. The published trainer
+defaults to Ranger and offers Adam behind the same `--learning_rate` flag (0.5); we use
+Adam: it ships with PyTorch, its state saves and reloads with `weights_only` loading, and
+the mapper's equalized-lr parameters are stored at 1/0.01 scale, which is why a step of
+0.5 is small for them.
+
+Batches are a pure function of (seed, step): a resumed run draws exactly the batches the
+uninterrupted run would have, so, with the optimizer state in the checkpoint, it ends
+with identical weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from styleclip_desktop.errors import ModelFileError, UserError
+from styleclip_desktop.methods.optimization import (
+    CancelCheck,
+    IdentityNet,
+    Progress,
+    clip_loss,
+    identity_loss,
+    is_cancelled,
+    prompt_features,
+)
+from styleclip_desktop.nets.clip import ClipModel
+from styleclip_desktop.nets.mapper import (
+    LEVEL_NAMES,
+    MAPPER_SCALE,
+    LevelsMapper,
+    load_mapper,
+    official_opts,
+    save_mapper,
+)
+from styleclip_desktop.nets.stylegan2 import Generator
+
+DEFAULT_LR = 0.5
+DEFAULT_LAMBDA_CLIP = 1.0
+DEFAULT_LAMBDA_L2 = 0.8
+DEFAULT_LAMBDA_ID = 0.1
+DEFAULT_BATCH = 2
+DEFAULT_STEPS = 50_000
+DEFAULT_SAMPLES = 5000  # the published size of a sampled training set
+TRAINING_KEY = "styleclip_desktop_training"  # our resume state, beside the official keys
+
+
+def enabled_levels(coarse: bool = True, medium: bool = True, fine: bool = True) -> dict[str, bool]:
+    return {"coarse": coarse, "medium": medium, "fine": fine}
+
+
+def mapper_delta(mapper: LevelsMapper, ws: Tensor, alpha: float = 1.0,
+                 enabled: Mapping[str, bool] | None = None) -> Tensor:
+    """The W+ offset alpha * 0.1 * M(w), without gradients."""
+    with torch.no_grad():
+        return (alpha * MAPPER_SCALE) * mapper(ws.to(next(mapper.parameters()).device), enabled)
+
+
+def apply_mapper(mapper: LevelsMapper, ws: Tensor, alpha: float = 1.0,
+                 enabled: Mapping[str, bool] | None = None) -> Tensor:
+    """The edited W+: w + alpha * 0.1 * M(w)."""
+    return ws + mapper_delta(mapper, ws, alpha, enabled).to(ws.device)
+
+
+def mapper_function(mapper: LevelsMapper) -> Callable[[Tensor, bool, bool, bool], Tensor]:
+    """The renderer's shape of a mapper: (W+, coarse, medium, fine) -> mapped W+ at alpha 1;
+    a layer then adds alpha * (mapped - w), which is alpha * 0.1 * M(w)."""
+
+    def mapped(ws: Tensor, coarse: bool, medium: bool, fine: bool) -> Tensor:
+        return apply_mapper(mapper, ws, 1.0, enabled_levels(coarse, medium, fine))
+
+    return mapped
+
+
+# --- training data --------------------------------------------------------------------
+
+
+def sample_latents(G: Generator, n: int, seed: int = 0, psi: float = 0.7) -> Tensor:
+    """n truncated w vectors (n, w_dim), kept unbroadcast: W+ of 5000 faces would be 180 MB."""
+    if n < 1:
+        raise UserError("the training set needs at least one latent")
+    return G.sample_w(n, seed, psi, device="cpu").detach()
+
+
+def load_latent_set(path: str | os.PathLike[str], num_ws: int, w_dim: int) -> Tensor:
+    """Inverted latents for training: .npy (or a .pt tensor) of shape (N, L, w_dim), (L, w_dim) or (N, w_dim)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"latent file not found: {p}")
+    try:
+        if p.suffix.lower() == ".pt":
+            arr = torch.load(p, map_location="cpu", weights_only=True)
+            arr = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
+        else:
+            arr = np.load(p, allow_pickle=False)
+    except Exception as exc:
+        raise UserError(f"{p.name} is not a readable latent file ({type(exc).__name__})") from None
+    if arr.ndim == 2 and arr.shape == (num_ws, w_dim):
+        arr = arr[None]
+    ok_shape = (arr.ndim == 3 and arr.shape[1:] == (num_ws, w_dim)) or (arr.ndim == 2 and arr.shape[1] == w_dim)
+    if not ok_shape or arr.shape[0] < 1:
+        raise UserError(f"latents {p.name} have shape {tuple(arr.shape)}; this generator needs "
+                        f"(N, {num_ws}, {w_dim}) W+ latents or (N, {w_dim}) w vectors")
+    if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+        raise UserError(f"latents {p.name} must hold finite floating-point numbers")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def latents_fingerprint(latents: Tensor) -> str:
+    return hashlib.sha256(latents.detach().cpu().float().numpy().tobytes()).hexdigest()[:16]
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int) -> Tensor:
+    """The latent indices of `step`: shuffled epochs without replacement, as a data loader
+    with shuffle and drop_last would draw them, but reproducible from the step alone."""
+    per_epoch = n // batch
+    if per_epoch < 1:
+        raise UserError(f"the training set has {n} latents, fewer than one batch of {batch}")
+    epoch, pos = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=gen)
+    return perm[pos * batch:(pos + 1) * batch]
+
+
+def latent_batch(G: Generator, latents: Tensor, idx: Tensor) -> Tensor:
+    return G.broadcast_w(latents[idx].to(G.const.device))
+
+
+# --- training -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapperTrainConfig:
+    prompt: str
+    steps: int = DEFAULT_STEPS
+    batch: int = DEFAULT_BATCH
+    lr: float = DEFAULT_LR
+    lambda_clip: float = DEFAULT_LAMBDA_CLIP
+    lambda_l2: float = DEFAULT_LAMBDA_L2
+    lambda_id: float = DEFAULT_LAMBDA_ID
+    levels: tuple[str, ...] = LEVEL_NAMES
+    seed: int = 0
+    checkpoint_every: int = 500
+    out_res: int | None = None  # render at a lower resolution (early exit) to save time
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise UserError("The prompt is empty: type what the mapper should do to a face.")
+        if self.steps < 1 or self.batch < 1 or self.checkpoint_every < 1:
+            raise UserError("steps, batch and the checkpoint interval must be at least 1")
+        if not self.levels or set(self.levels) - set(LEVEL_NAMES):
+            raise UserError(f"levels must be a non-empty subset of {', '.join(LEVEL_NAMES)}")
+        object.__setattr__(self, "levels", tuple(n for n in LEVEL_NAMES if n in self.levels))
+
+    def resume_key(self) -> dict[str, Any]:
+        """What must match for a checkpoint to be continued (steps and the interval may change)."""
+        d = asdict(self)
+        for k in ("steps", "checkpoint_every"):
+            d.pop(k)
+        d["levels"] = list(self.levels)
+        return d
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    step: int  # 1-based: the number of updates done
+    total: float
+    clip: float
+    l2: float
+    identity: float
+
+
+@dataclass
+class MapperTrainResult:
+    mapper: LevelsMapper
+    step: int
+    cancelled: bool
+    checkpoint: Path | None
+    history: list[TrainStep] = field(default_factory=list)
+
+    @property
+    def losses(self) -> list[float]:
+        return [h.total for h in self.history]
+
+
+def new_mapper(levels: tuple[str, ...], seed: int, device: torch.device | str = "cpu") -> LevelsMapper:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mapper = LevelsMapper(levels)
+    return mapper.to(device)
+
+
+def mapper_loss(G: Generator, clip: ClipModel, mapper: LevelsMapper, ws: Tensor, text: Tensor,
+                cfg: MapperTrainConfig, arcface: IdentityNet | None = None) -> tuple[Tensor, TrainStep]:
+    """The training loss on one W+ batch: lambda_clip * CLIP + lambda_l2 * MSE + lambda_id * ID."""
+    use_id = arcface is not None and cfg.lambda_id > 0
+    with torch.no_grad():
+        reference = arcface.identity_features(G(ws, out_res=cfg.out_res)) if use_id else None  # type: ignore[union-attr]
+    w_hat = ws + MAPPER_SCALE * mapper(ws)
+    x_hat = G(w_hat, out_res=cfg.out_res)
+    c = clip_loss(clip, x_hat, text).mean()
+    l2 = F.mse_loss(w_hat, ws)
+    idl = identity_loss(arcface, x_hat, reference).mean() if use_id else torch.zeros((), device=x_hat.device)  # type: ignore[arg-type]
+    total = cfg.lambda_clip * c + cfg.lambda_l2 * l2 + cfg.lambda_id * idl
+    return total, TrainStep(0, float(total.detach()), float(c.detach()), float(l2.detach()), float(idl.detach()))
+
+
+def _opts(G: Generator, cfg: MapperTrainConfig, n_latents: int, use_id: bool) -> dict[str, Any]:
+    return official_opts(
+        cfg.prompt, cfg.levels, stylegan_size=G.config.resolution, optim_name="adam", learning_rate=cfg.lr,
+        batch_size=cfg.batch, clip_lambda=cfg.lambda_clip, latent_l2_lambda=cfg.lambda_l2,
+        id_lambda=cfg.lambda_id if use_id else 0.0, max_steps=cfg.steps, save_interval=cfg.checkpoint_every,
+        train_dataset_size=n_latents, trained_with="StyleCLIP Desktop",
+        generator_sha256=str(getattr(G, "source_sha256", "")))
+
+
+def _resume(path: Path, mapper: LevelsMapper, opt: torch.optim.Optimizer, cfg: MapperTrainConfig,
+            fingerprint: str) -> tuple[int, list[TrainStep]]:
+    ckpt = load_mapper(path)
+    state = ckpt.extra.get(TRAINING_KEY)
+    if not isinstance(state, Mapping):
+        raise UserError(f"{path.name} has no training state to resume (an official or finished export?)")
+    if state.get("config") != cfg.resume_key():
+        raise UserError(f"{path.name} was trained with other settings (prompt, batch, lr, lambdas, levels "
+                        "or seed); resume with the same ones or choose a new output file")
+    if state.get("latents") != fingerprint:
+        raise UserError(f"{path.name} was trained on another latent set; resume with the same latents")
+    mapper.load_state_dict(ckpt.mapper.state_dict())
+    try:
+        opt.load_state_dict(state["optimizer"])
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"{path.name}: the optimizer state is damaged ({exc})") from None
+    return int(state["step"]), _history_list(state.get("history"))
+
+
+# A tensor, not a list of dicts: 50,000 steps of history stay small and load fast.
+def _history_tensor(history: list[TrainStep]) -> Tensor:
+    rows = [[h.step, h.total, h.clip, h.l2, h.identity] for h in history]
+    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 5)
+
+
+def _history_list(t: Any) -> list[TrainStep]:
+    if not isinstance(t, Tensor) or t.ndim != 2 or t.shape[1] != 5:
+        return []
+    return [TrainStep(int(r[0]), *(float(x) for x in r[1:])) for r in t.tolist()]
+
+
+def train_mapper(G: Generator, clip: ClipModel, latents: Tensor, config: MapperTrainConfig, *,
+                 arcface: IdentityNet | None = None, out_path: str | os.PathLike[str] | None = None,
+                 resume: bool = False, progress: Progress | None = None,
+                 on_step: Callable[[TrainStep], None] | None = None,
+                 cancel: CancelCheck = None) -> MapperTrainResult:
+    """Train (or, with `resume`, continue training) a levels mapper for `config.prompt`.
+
+    `latents` is (N, w_dim) or (N, L, w_dim). With `out_path`, a checkpoint is written every
+    `checkpoint_every` steps and when training ends or is cancelled; `cancel` is checked
+    before every step, so a cancel stops within one step and the latest weights are saved.
+    """
+    cfg = config
+    device = G.const.device
+    use_id = arcface is not None and cfg.lambda_id > 0
+    latents = latents.detach().float().cpu()
+    fingerprint = latents_fingerprint(latents)
+    text = prompt_features(clip, cfg.prompt)
+    mapper = new_mapper(cfg.levels, cfg.seed, device).train()
+    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    path = Path(out_path) if out_path is not None else None
+    step = 0
+    history: list[TrainStep] = []
+    if resume and path is not None and path.exists():
+        step, history = _resume(path, mapper, opt, cfg, fingerprint)
+    opts = _opts(G, cfg, len(latents), use_id)
+    saved_at = step
+
+    def save() -> None:
+        nonlocal saved_at
+        if path is None:
+            return
+        training = {"step": step, "optimizer": opt.state_dict(), "config": cfg.resume_key(),
+                    "latents": fingerprint, "history": _history_tensor(history)}
+        save_mapper(path, mapper, opts, extra={TRAINING_KEY: training})
+        saved_at = step
+
+    cancelled = False
+    while step < cfg.steps:
+        if is_cancelled(cancel):
+            cancelled = True
+            break
+        ws = latent_batch(G, latents, batch_indices(len(latents), cfg.batch, step, cfg.seed))
+        total, rec = mapper_loss(G, clip, mapper, ws, text, cfg, arcface)
+        if not math.isfinite(rec.total):
+            # Stop before the update: the last checkpoint keeps the last good weights.
+            raise UserError(f"training diverged at step {step + 1} (the loss is not finite); "
+                            "try a lower learning rate")
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        step += 1
+        rec = TrainStep(step, rec.total, rec.clip, rec.l2, rec.identity)
+        history.append(rec)
+        if on_step is not None:
+            on_step(rec)
+        if progress is not None:
+            progress(step, cfg.steps)
+        if step % cfg.checkpoint_every == 0:
+            save()
+    if step != saved_at or (path is not None and not path.exists()):
+        save()
+    return MapperTrainResult(mapper.eval(), step, cancelled, path, history)

@@ -1,0 +1,131 @@
+"""Errors the user sees: one clear line in a dialog; the traceback goes to the log file.
+
+Every unhandled exception (UI thread or any other thread) and every `state.error`
+message ends up here. The log lives in `data_dir()/logs`, so a bug report can attach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from styleclip_desktop import paths
+from styleclip_desktop.errors import Cancelled, UserError
+
+log = logging.getLogger("styleclip_desktop.ui")
+TITLE = "StyleCLIP Desktop"
+REPEAT_QUIET_S = 5.0
+
+
+def log_dir() -> Path:
+    return paths.data_dir() / "logs"
+
+
+def setup_logging(folder: Path | None = None, level: int = logging.INFO) -> Path | None:
+    """Log to `folder/styleclip-desktop.log` (rotated); returns the file, or None if unwritable."""
+    folder = folder or log_dir()
+    path = folder / "styleclip-desktop.log"
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in root.handlers):
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    except OSError as exc:
+        log.warning("cannot write the log file %s: %s", path, exc)
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    root.addHandler(handler)
+    if root.level > level or root.level == logging.NOTSET:
+        root.setLevel(level)
+    return path
+
+
+def user_message(exc: BaseException) -> str:
+    """One line a person can act on; never a traceback."""
+    if isinstance(exc, UserError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        from styleclip_desktop.cli import describe_os_error
+
+        text = describe_os_error(exc)
+    elif isinstance(exc, MemoryError):
+        text = "Out of memory: close other programs or lower the resolution, then try again."
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        text = f"Something went wrong ({type(exc).__name__}{': ' + first if first else ''})."
+        text += " Details are in the log file."
+    return " ".join(text.split()) or "Something went wrong."
+
+
+class ErrorPresenter:
+    """Shows messages in a modal dialog, one at a time, without repeating itself."""
+
+    def __init__(self, parent: Callable[[], QWidget | None] = lambda: None) -> None:
+        self._parent = parent
+        self._showing = False
+        self._recent: dict[str, float] = {}
+        self.shown: list[str] = []
+
+    def show(self, message: str) -> None:
+        message = " ".join(str(message).split())
+        now = time.monotonic()
+        if self._showing or now - self._recent.get(message, -1e9) < REPEAT_QUIET_S:
+            log.info("not shown again: %s", message)
+            return
+        self._recent[message] = now
+        self.shown.append(message)
+        self._showing = True
+        try:
+            QMessageBox.critical(self._parent(), TITLE, message)
+        finally:
+            self._showing = False
+            self._recent[message] = time.monotonic()
+
+    def show_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            return
+        if not isinstance(exc, UserError):
+            log.error("unexpected error", exc_info=exc)
+        else:
+            log.info("error shown to the user: %s", exc)
+        self.show(user_message(exc))
+
+
+def install_excepthook(presenter: ErrorPresenter) -> Callable[[], None]:
+    """Route unhandled exceptions to the log and the presenter; returns an uninstaller."""
+    from styleclip_desktop.ui.jobs import call_in_ui
+
+    old_hook, old_thread_hook = sys.excepthook, threading.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            old_hook(kind, exc, tb)
+            return
+        if exc.__traceback__ is None and tb is not None:
+            exc = exc.with_traceback(tb)
+        if threading.current_thread() is threading.main_thread():
+            presenter.show_exception(exc)
+        else:
+            call_in_ui(lambda: presenter.show_exception(exc))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            hook(args.exc_type, args.exc_value, args.exc_traceback)
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook
+
+    def uninstall() -> None:
+        sys.excepthook, threading.excepthook = old_hook, old_thread_hook
+
+    return uninstall

@@ -1,0 +1,227 @@
+"""The layer list's widgets: one row per layer (visibility, lock, name, method badge,
+strength, and for global directions beta with the live count of channels it moves), and
+the list itself, whose drag-and-drop asks for an undoable move."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QDropEvent, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDoubleSpinBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from styleclip_desktop.document import GlobalDirectionParams, Layer, OptimizationParams
+from styleclip_desktop.ui.panels.widgets import AlphaControl, EditableName, badge, badge_text, toggle_icon
+
+THUMB = 48
+ROLE_LAYER_ID = Qt.ItemDataRole.UserRole
+
+
+def too_high_hint(info: Any, beta: float) -> str:
+    """The β warning for a direction query result ("" when β is fine)."""
+    if info is None:
+        return ""
+    error = getattr(info, "error", None)
+    if error:
+        return str(error)
+    if int(getattr(info, "channels", 1)) > 0:
+        return ""
+    largest = getattr(info, "largest_beta", None)
+    usable = f"; largest usable β here is {float(largest):.2f}" if largest is not None else ""
+    return f"β too high: no channel passes β = {beta:.2f}{usable}"
+
+
+def to_pixmap(image: Any, size: int = THUMB) -> QPixmap:
+    """An HxWx3 uint8 picture as a small pixmap."""
+    arr = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
+    h, w = arr.shape[:2]
+    qimage = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(qimage).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation)
+
+
+class LayerRow(QFrame):
+    """Widgets for one layer; announces user gestures with the layer id, never edits."""
+
+    visibility_toggled = Signal(str, bool)
+    lock_toggled = Signal(str, bool)
+    renamed = Signal(str, str)
+    alpha_dragged = Signal(str, float, object)
+    alpha_released = Signal(str, float, object)
+    alpha_edited = Signal(str, float)
+    beta_edited = Signal(str, float)
+    run_requested = Signal(str)
+    cancel_requested = Signal(str)
+    height_changed = Signal(str)  # a hint or a live frame appeared or went: the list must make room
+
+    def __init__(self, layer: Layer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.layer_id = layer.id
+        self.kind = layer.kind
+        self.direction_key: tuple[str, str, float] | None = None  # what the channel count describes
+        self.setFrameShape(QFrame.Shape.NoFrame)
+
+        self.eye = QToolButton()
+        self.eye.setCheckable(True)
+        self.eye.setIcon(toggle_icon("eye"))
+        self.eye.setToolTip("Show or hide this edit")
+        self.lock = QToolButton()
+        self.lock.setCheckable(True)
+        self.lock.setIcon(toggle_icon("lock"))
+        self.lock.setToolTip("Lock this edit against changes")
+        self.name = EditableName(layer.name)
+        self.badge = badge(badge_text(layer.params), layer.params.label)
+        self.alpha = AlphaControl(layer.kind)
+
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        for w in (self.eye, self.lock, self.badge):
+            top.addWidget(w)
+        top.addWidget(self.name, 1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 2, 4, 2)
+        outer.setSpacing(2)
+        outer.addLayout(top)
+        outer.addWidget(self.alpha)
+
+        self.beta: QDoubleSpinBox | None = None
+        self.channels = QLabel()
+        self.hint = QLabel()
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #c0392b;")
+        self.hint.hide()
+        if isinstance(layer.params, GlobalDirectionParams):
+            self.beta = QDoubleSpinBox()
+            self.beta.setRange(0.0, 1.0)
+            self.beta.setDecimals(2)
+            self.beta.setSingleStep(0.01)
+            self.beta.setKeyboardTracking(False)
+            self.beta.setToolTip("β: channels less relevant to the prompt than this are left alone. "
+                                 "Higher β = a more targeted edit; too high and nothing changes.")
+            line = QHBoxLayout()
+            line.setContentsMargins(0, 0, 0, 0)
+            line.addWidget(QLabel("β"))
+            line.addWidget(self.beta)
+            line.addWidget(self.channels, 1)
+            outer.addLayout(line)
+            outer.addWidget(self.hint)
+            self.beta.valueChanged.connect(lambda v: self.beta_edited.emit(self.layer_id, float(v)))
+
+        self.thumb = QLabel()
+        self.thumb.setFixedSize(THUMB, THUMB)
+        self.thumb.hide()
+        self.status = QLabel()
+        self.run = QPushButton("Run")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.hide()
+        self.running = False
+        if isinstance(layer.params, OptimizationParams):
+            line = QHBoxLayout()
+            line.setContentsMargins(0, 0, 0, 0)
+            line.addWidget(self.thumb)
+            line.addWidget(self.status, 1)
+            line.addWidget(self.run)
+            line.addWidget(self.cancel)
+            outer.addLayout(line)
+            self.run.clicked.connect(lambda: self.run_requested.emit(self.layer_id))
+            self.cancel.clicked.connect(lambda: self.cancel_requested.emit(self.layer_id))
+
+        self.eye.toggled.connect(lambda on: self.visibility_toggled.emit(self.layer_id, on))
+        self.lock.toggled.connect(lambda on: self.lock_toggled.emit(self.layer_id, on))
+        self.name.renamed.connect(lambda text: self.renamed.emit(self.layer_id, text))
+        self.alpha.dragged.connect(lambda v, k: self.alpha_dragged.emit(self.layer_id, v, k))
+        self.alpha.released.connect(lambda v, k: self.alpha_released.emit(self.layer_id, v, k))
+        self.alpha.edited.connect(lambda v: self.alpha_edited.emit(self.layer_id, v))
+        self.update_from(layer)
+
+    def update_from(self, layer: Layer) -> None:
+        """Show the layer as the document has it, without announcing anything."""
+        for button, on in ((self.eye, layer.visible), (self.lock, layer.locked)):
+            button.blockSignals(True)
+            button.setChecked(on)
+            button.blockSignals(False)
+        self.name.set_text(layer.name)
+        self.alpha.set_value(layer.alpha)
+        for w in (self.alpha, self.name, self.beta):
+            if w is not None:
+                w.setEnabled(not layer.locked)
+        params = layer.params
+        if self.beta is not None and isinstance(params, GlobalDirectionParams):
+            self.beta.blockSignals(True)
+            self.beta.setValue(params.beta)
+            self.beta.blockSignals(False)
+            self.setToolTip(f"{params.target}  (neutral: {params.neutral})")
+        if isinstance(params, OptimizationParams) and not self.running:
+            self.status.setText("optimized" if params.delta is not None else "not optimized yet")
+            self.run.setText("Run again" if params.delta is not None else "Run")
+
+    def set_direction_info(self, info: Any, beta: float) -> None:
+        if info is None:
+            self.channels.setText("")
+            self.hint.hide()
+            return
+        channels = getattr(info, "channels", None)
+        self.channels.setText("" if channels is None else f"{int(channels)} channels changed")
+        hint = too_high_hint(info, beta)
+        self.hint.setText(hint)
+        if self.hint.isHidden() == bool(hint):
+            self.hint.setHidden(not hint)
+            self.height_changed.emit(self.layer_id)
+
+    def set_running(self, running: bool, status: str = "") -> None:
+        self.running = running
+        self.run.setHidden(running)
+        self.cancel.setHidden(not running)
+        if status:
+            self.status.setText(status)
+
+    def show_frame(self, image: Any) -> None:
+        self.thumb.setPixmap(to_pixmap(image))
+        if self.thumb.isHidden():
+            self.thumb.show()
+            self.height_changed.emit(self.layer_id)
+
+
+class LayerList(QListWidget):
+    """A list whose drag-and-drop asks for a move instead of moving items itself, so the
+    document stays the only owner of the order (and the move is undoable)."""
+
+    move_requested = Signal(str, int)  # layer id, display row it should end at
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+
+    def drop_row(self, pos: QPoint) -> int:
+        """The display row a dragged layer lands on when dropped at `pos`."""
+        item = self.itemAt(pos)
+        if item is None:
+            return self.count() - 1
+        row = self.row(item)
+        source = self.currentRow()
+        lower_half = pos.y() > self.visualItemRect(item).center().y()
+        # Dropping on the lower half of a row means "below it".
+        target = row + 1 if lower_half else row
+        return target - 1 if source < target else target
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt's name)
+        item = self.currentItem()
+        if item is not None and event.source() in (self, None):
+            self.move_requested.emit(item.data(ROLE_LAYER_ID), self.drop_row(event.position().toPoint()))
+        event.setDropAction(Qt.DropAction.IgnoreAction)
+        event.accept()

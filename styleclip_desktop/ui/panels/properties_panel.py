@@ -1,0 +1,302 @@
+"""The current layer's parameters, editable, and what the document was made from.
+
+Each edit is one undoable `set_params` (or `set_alpha`) step. The form is rebuilt only
+when the current layer or its method changes; otherwise values are refreshed in place,
+leaving alone a text field the user is typing in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from styleclip_desktop.document import (
+    Document,
+    GlobalDirectionParams,
+    Layer,
+    MapperParams,
+    OptimizationParams,
+    actions,
+)
+from styleclip_desktop.ui.panels.editing import refused_by_lock
+from styleclip_desktop.ui.panels.engine_link import EngineLink
+from styleclip_desktop.ui.panels.widgets import AlphaControl, is_alive
+from styleclip_desktop.ui.state import EditorState
+
+log = logging.getLogger(__name__)
+
+# The mappers published with the paper, offered when the model catalog cannot be read.
+KNOWN_MAPPERS = ("afro", "angry", "beyonce", "bobcut", "bowlcut", "curly_hair", "depp", "hilary_clinton",
+                 "mohawk", "purple_hair", "surprised", "taylor_swift", "trump", "zuckerberg")
+WARNING_STYLE = "color: #c0392b;"
+
+
+def mapper_names() -> list[str]:
+    try:
+        from styleclip_desktop.weights.catalog import MAPPER_GROUP, load_catalog
+
+        names = [e.mapper_name for e in load_catalog().group(MAPPER_GROUP) if e.mapper_name]
+    except Exception:  # a damaged catalog should not cost the user the panel
+        log.debug("model catalog unreadable; using the published mapper names", exc_info=True)
+        names = []
+    return names or list(KNOWN_MAPPERS)
+
+
+def loaded_identities(engine: Any) -> dict[str, str] | None:
+    """role -> sha256 of the models the engine has loaded (None: unknown)."""
+    for holder in (engine, getattr(engine, "models", None), getattr(getattr(engine, "renderer", None),
+                                                                    "models", None)):
+        ids = getattr(holder, "identities", None)
+        if isinstance(ids, dict):
+            return ids
+    return None
+
+
+def _typing_in(widget: QWidget) -> bool:
+    """The user is in the middle of typing here: leave the text alone."""
+    focus = QApplication.focusWidget()
+    return focus is not None and (focus is widget or widget.isAncestorOf(focus))
+
+
+def _short(digest: str) -> str:
+    return digest[:10] + "…" if len(digest) > 10 else digest
+
+
+def document_info(doc: Document | None, engine: Any) -> list[tuple[str, str, bool]]:
+    """(label, text, is_warning) lines describing the document."""
+    if doc is None:
+        return [("Document", "no document open", False)]
+    lines: list[tuple[str, str, bool]] = []
+    if doc.source is not None:
+        lines.append(("Source photo", f"{doc.source.path} ({_short(doc.source.sha256)})", False))
+    elif doc.seed is not None:
+        lines.append(("Source", f"generated face, seed {doc.seed}", False))
+    else:
+        lines.append(("Source", "no photo", False))
+    if doc.description:
+        lines.append(("Description", doc.description, False))
+    models = ", ".join(f"{role} {_short(d)}" for role, d in sorted(doc.models.items())) or "not recorded"
+    lines.append(("Models", models, False))
+    if doc.synthetic:
+        lines.append(("Synthetic", "made with synthetic test models: the pictures are placeholders, not real edits", True))
+    if engine is not None:
+        label = getattr(engine, "backend_label", "") or "loaded"
+        res = getattr(engine, "resolution", None)
+        lines.append(("Engine", f"{label}" + (f", {res} px" if res else ""), False))
+        loaded = loaded_identities(engine)
+        if loaded is not None:
+            for message in doc.model_mismatches(loaded):
+                lines.append(("Model mismatch", message, True))
+    return lines
+
+
+class PropertiesPanel(QWidget):
+    def __init__(self, state: EditorState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.link = EngineLink.of(state)
+        self.setWindowTitle("Properties")
+        self._doc: Document | None = None
+        self._shown: tuple[str, str] | None = None  # (layer id, kind) the form is built for
+        self.fields: dict[str, QWidget] = {}
+        self.alpha: AlphaControl | None = None
+        self._doc_lines: list[tuple[str, str, bool]] | None = None
+
+        self.layer_box = QGroupBox("Layer")
+        self.layer_form = QFormLayout(self.layer_box)
+        self.doc_box = QGroupBox("Document")
+        self.doc_form = QFormLayout(self.doc_box)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.layer_box)
+        layout.addWidget(self.doc_box)
+        layout.addStretch(1)
+
+        state.document_replaced.connect(self._bind)
+        state.current_layer_changed.connect(lambda _id: self.sync())
+        state.engine_changed.connect(lambda _engine: self.sync())
+        self._bind(state.document)
+
+    def _bind(self, doc: Document | None) -> None:
+        if self._doc is not None:
+            self._doc.events.modified.disconnect(self._on_modified)
+        self._doc = doc
+        if doc is not None:
+            doc.events.modified.connect(self._on_modified)
+        self.sync()
+
+    def _on_modified(self, _event: Any) -> None:
+        if not is_alive(self):  # closed while the document lives on: stop listening
+            self._unhook()
+            return
+        self.sync()
+
+    def _unhook(self) -> None:
+        if self._doc is not None:
+            self._doc.events.modified.disconnect(self._on_modified)
+            self._doc = None
+
+    def current_layer(self) -> Layer | None:
+        doc, layer_id = self._doc, self.state.current_layer_id
+        if doc is None or not layer_id or layer_id not in doc.layers:
+            return None
+        return doc.layers.get(layer_id)
+
+    # -- view ------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        layer = self.current_layer()
+        shown = None if layer is None else (layer.id, layer.kind)
+        if shown != self._shown:
+            self._build(layer)
+            self._shown = shown
+        if layer is not None:
+            self._show_values(layer)
+        self._show_document()
+
+    def _clear(self, form: QFormLayout) -> None:
+        while form.rowCount():
+            form.removeRow(0)
+
+    def _build(self, layer: Layer | None) -> None:
+        self._clear(self.layer_form)
+        self.fields = {}
+        self.alpha = None
+        if layer is None:
+            self.layer_form.addRow(QLabel("No layer selected"))
+            return
+        self.layer_form.addRow("Method", QLabel(layer.params.label))
+        self.alpha = AlphaControl(layer.kind)
+        self.alpha.dragged.connect(self._alpha_dragged)
+        self.alpha.released.connect(self._alpha_released)
+        self.alpha.edited.connect(lambda v: self._set_alpha(v, None, preview=False))
+        self.layer_form.addRow("Strength", self.alpha)
+        p = layer.params
+        if isinstance(p, GlobalDirectionParams):
+            self._text("target", "Target text")
+            self._text("neutral", "Neutral text")
+            self._double("beta", "β", 0.0, 1.0, 2, 0.01)
+        elif isinstance(p, MapperParams):
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.addItems(mapper_names())
+            line = combo.lineEdit()
+            assert line is not None  # editable combo boxes always have one
+            line.editingFinished.connect(lambda: self._edit("checkpoint", combo.currentText().strip()))
+            combo.activated.connect(lambda _i: self._edit("checkpoint", combo.currentText().strip()))
+            self._add("checkpoint", "Mapper", combo)
+            for name, label in (("coarse", "Coarse (shape, pose)"), ("medium", "Medium (features, hair style)"),
+                                ("fine", "Fine (colours)")):
+                box = QCheckBox(label)
+                box.toggled.connect(lambda on, n=name: self._edit(n, bool(on)))
+                self._add(name, "" if name != "coarse" else "Sub-mappers", box)
+        elif isinstance(p, OptimizationParams):
+            self._text("prompt", "Prompt")
+            self._double("lambda_l2", "λ L2 (stay close)", 0.0, 10.0, 4, 0.001)
+            self._double("lambda_id", "λ ID (keep identity)", 0.0, 10.0, 4, 0.001)
+            self._int("steps", "Steps", 1, 100_000)
+            self._int("seed", "Seed", 0, 2**31 - 1)
+            note = QLabel("Changing these drops the optimized result; run the layer again.")
+            note.setWordWrap(True)
+            self.layer_form.addRow(note)
+
+    def _add(self, name: str, label: str, widget: QWidget) -> None:
+        self.fields[name] = widget
+        self.layer_form.addRow(label, widget)
+
+    def _text(self, name: str, label: str) -> None:
+        edit = QLineEdit()
+        edit.editingFinished.connect(lambda: self._edit(name, edit.text().strip()))
+        self._add(name, label, edit)
+
+    def _double(self, name: str, label: str, lo: float, hi: float, decimals: int, step: float) -> None:
+        spin = QDoubleSpinBox()
+        spin.setRange(lo, hi)
+        spin.setDecimals(decimals)
+        spin.setSingleStep(step)
+        spin.setKeyboardTracking(False)
+        spin.valueChanged.connect(lambda v: self._edit(name, float(v)))
+        self._add(name, label, spin)
+
+    def _int(self, name: str, label: str, lo: int, hi: int) -> None:
+        spin = QSpinBox()
+        spin.setRange(lo, hi)
+        spin.setKeyboardTracking(False)
+        spin.valueChanged.connect(lambda v: self._edit(name, int(v)))
+        self._add(name, label, spin)
+
+    def _show_values(self, layer: Layer) -> None:
+        if self.alpha is not None:
+            self.alpha.set_value(layer.alpha)
+            self.alpha.setEnabled(not layer.locked)
+        values = layer.params.to_json()
+        for name, widget in self.fields.items():
+            value = values.get(name)
+            widget.blockSignals(True)
+            if isinstance(widget, QLineEdit):
+                if not _typing_in(widget):
+                    widget.setText(str(value))
+            elif isinstance(widget, QComboBox):
+                if not _typing_in(widget):
+                    widget.setCurrentText(str(value))
+            elif isinstance(widget, QCheckBox):
+                widget.setChecked(bool(value))
+            elif isinstance(widget, QDoubleSpinBox | QSpinBox):
+                widget.setValue(value)  # type: ignore[arg-type]
+            widget.blockSignals(False)
+            widget.setEnabled(not layer.locked)
+
+    def _show_document(self) -> None:
+        lines = document_info(self._doc, self.state.engine)
+        if lines == self._doc_lines:
+            return
+        self._doc_lines = lines
+        self._clear(self.doc_form)
+        for label, text, warn in lines:
+            value = QLabel(text)
+            value.setWordWrap(True)
+            if warn:
+                value.setStyleSheet(WARNING_STYLE)
+            self.doc_form.addRow(label, value)
+
+    def info_lines(self) -> list[tuple[str, str, bool]]:
+        return document_info(self._doc, self.state.engine)
+
+    # -- edits -----------------------------------------------------------------------
+
+    def _edit(self, name: str, value: Any) -> None:
+        layer = self.current_layer()
+        if layer is None or self._doc is None or value == "":
+            return
+        if layer.params.to_json().get(name) == value or refused_by_lock(self.state, layer.id):
+            return
+        self.state.push(actions.set_params(self._doc, layer.id, **{name: value}))
+        self.link.request_render(preview=False)
+
+    def _set_alpha(self, value: float, key: object, preview: bool) -> None:
+        layer = self.current_layer()
+        if layer is None or self._doc is None or refused_by_lock(self.state, layer.id):
+            return
+        if layer.alpha != value:
+            self.state.push(actions.set_alpha(self._doc, layer.id, value, merge_key=key))
+        self.link.request_render(preview=preview)
+
+    def _alpha_dragged(self, value: float, key: object) -> None:
+        self._set_alpha(value, key, preview=True)
+
+    def _alpha_released(self, value: float, key: object) -> None:
+        self._set_alpha(value, key, preview=False)

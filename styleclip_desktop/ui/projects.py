@@ -1,0 +1,230 @@
+"""Projects: New, Open, Save, Save As, recent files, unsaved-changes prompts, autosave and
+crash recovery.
+
+Every action that would drop the open document asks first when it has unsaved changes.
+While a document is dirty it is autosaved (`document.Autosaver`, polled by a timer); the
+autosave is deleted when the document is saved or closed on purpose, so one found at the
+next start means the app did not exit cleanly, and the user is offered to recover it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtWidgets import QWidget
+
+from styleclip_desktop import paths
+from styleclip_desktop.document import (
+    Autosaver,
+    Document,
+    ProjectFileError,
+    autosave_for_project,
+    find_recoverable,
+    load_project,
+    recover,
+    save_project,
+)
+from styleclip_desktop.ui import dialogs
+from styleclip_desktop.ui.engines import generator_of, identities_of
+from styleclip_desktop.ui.error_report import ErrorPresenter, user_message
+from styleclip_desktop.ui.images import to_qimage
+from styleclip_desktop.ui.state import EditorState
+
+log = logging.getLogger(__name__)
+MAX_RECENT = 10
+AUTOSAVE_POLL_MS = 5000
+THUMBNAIL_SIZE = 256
+
+
+def autosave_dir() -> Path:
+    return paths.data_dir() / "autosave"
+
+
+def png_thumbnail(image: np.ndarray | None) -> bytes | None:
+    if image is None:
+        return None
+    qimg = to_qimage(image).scaled(THUMBNAIL_SIZE, THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
+    data = QByteArray()
+    buf = QBuffer(data)
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    qimg.save(buf, b"PNG")
+    buf.close()
+    return bytes(data.data())
+
+
+class ProjectController(QObject):
+    recent_changed = Signal(list)
+
+    def __init__(self, state: EditorState, settings: QSettings, presenter: ErrorPresenter,
+                 parent_widget: QWidget | None = None) -> None:
+        super().__init__(parent_widget)
+        self.state = state
+        self.settings = settings
+        self.presenter = presenter
+        self.window = parent_widget
+        self.autosaver: Autosaver | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(AUTOSAVE_POLL_MS)
+        self._timer.timeout.connect(self.autosave_now_if_due)
+        self._timer.start()
+        state.document_replaced.connect(self._on_document)
+        state.document_changed.connect(self.autosave_now_if_due)
+
+    # -- recent files ------------------------------------------------------------------
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent/files", [])
+        items = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else []
+        return [str(v) for v in items if v]
+
+    def add_recent(self, path: Path) -> None:
+        items = [str(path)] + [p for p in self.recent_files() if p != str(path)]
+        self.settings.setValue("recent/files", items[:MAX_RECENT])
+        self.recent_changed.emit(items[:MAX_RECENT])
+
+    def clear_recent(self) -> None:
+        self.settings.setValue("recent/files", [])
+        self.recent_changed.emit([])
+
+    # -- closing -----------------------------------------------------------------------
+
+    def maybe_close(self) -> bool:
+        """True when the open document may be dropped (saved, discarded, or clean)."""
+        doc = self.state.document
+        if doc is None or not doc.dirty:
+            return True
+        answer = dialogs.ask_save_changes(self.window, doc.title)
+        if answer == dialogs.SAVE:
+            return self.save()
+        return answer == dialogs.DISCARD
+
+    def close_document(self) -> None:
+        """Drop the document on purpose: its autosave is no longer a crash leftover."""
+        if self.autosaver is not None:
+            self.autosaver.discard()
+            self.autosaver = None
+        self.state.set_document(None)
+
+    def replace_document(self, doc: Document) -> None:
+        if self.autosaver is not None:
+            self.autosaver.discard()
+        self.state.set_document(doc)
+        mismatches = doc.model_mismatches(identities_of(self.state.engine)) if doc.models else []
+        if mismatches and self.state.engine is not None:
+            self.state.error.emit("; ".join(mismatches).capitalize() + ": the picture may differ from when it was saved.")
+
+    # -- new -------------------------------------------------------------------------
+
+    def new_from_seed(self, seed: int | None = None, psi: float = 0.7) -> Any:
+        """File > New: a random face from the generator (the seed is kept in the project)."""
+        if not self.maybe_close():
+            return None
+        seed = int(np.random.default_rng().integers(0, 2**31)) if seed is None else int(seed)
+        engine = self.state.engine
+
+        def make(_ctx: Any) -> np.ndarray:
+            G = generator_of(engine)
+            ws = G.broadcast_w(G.sample_w(1, seed, psi, device=G.const.device))
+            return np.asarray(ws[0].detach().cpu().numpy(), np.float32)
+
+        def done(latent: np.ndarray) -> None:
+            G = generator_of(engine)
+            self.replace_document(Document(latent, seed=seed, synthetic=bool(getattr(G, "synthetic", False)),
+                                           models=identities_of(engine),
+                                           description=f"random face, seed {seed}"))
+
+        return self.state.run_job(make, "New face…", on_result=done)
+
+    # -- open ------------------------------------------------------------------------
+
+    def open_project(self, path: Path, ask: bool = True) -> bool:
+        if ask and not self.maybe_close():
+            return False
+        try:
+            autosave = autosave_for_project(path)
+            if autosave is not None and dialogs.ask_recover(self.window, autosave):
+                doc = recover(autosave)
+            else:
+                doc = load_project(path)
+        except (ProjectFileError, OSError) as exc:
+            log.info("cannot open %s: %s", path, exc)
+            self.presenter.show(user_message(exc))
+            return False
+        self.replace_document(doc)
+        self.add_recent(path)
+        return True
+
+    # -- save ------------------------------------------------------------------------
+
+    def save(self) -> bool:
+        doc = self.state.document
+        if doc is None:
+            return False
+        if doc.file_path is None:
+            return self.save_as()
+        return self._save_to(doc.file_path)
+
+    def save_as(self) -> bool:
+        doc = self.state.document
+        if doc is None:
+            return False
+        suggested = (doc.file_path.name if doc.file_path is not None
+                     else (Path(doc.source.path).stem if doc.source is not None else "Untitled") + ".scproj")
+        path = dialogs.save_path(self.window, self.settings, "Save Project As", suggested)
+        return self._save_to(path) if path is not None else False
+
+    def _save_to(self, path: Path) -> bool:
+        doc = self.state.document
+        assert doc is not None
+        try:
+            save_project(doc, path, thumbnail=png_thumbnail(self.state.image))
+        except (ProjectFileError, OSError, ValueError) as exc:
+            self.presenter.show(f"Could not save {path.name}: {user_message(exc)}")
+            return False
+        if self.autosaver is not None:
+            self.autosaver.discard()
+        self.add_recent(path)
+        return True
+
+    # -- autosave and recovery -----------------------------------------------------------
+
+    def _on_document(self, doc: Document | None) -> None:
+        self.autosaver = (Autosaver(doc, autosave_dir(), thumbnail=lambda: png_thumbnail(self.state.image))
+                          if doc is not None else None)
+
+    def autosave_now_if_due(self) -> None:
+        if self.autosaver is not None:
+            self.autosaver.maybe_save()
+
+    def offer_recovery(self) -> bool:
+        """At start-up: recover the newest untitled autosave a crash left behind."""
+        found = find_recoverable(autosave_dir())
+        if not found:
+            return False
+        newest = found[0]
+        if not dialogs.ask_recover(self.window, newest):
+            for item in found:
+                item.path.unlink(missing_ok=True)
+            return False
+        try:
+            doc = recover(newest)
+        except (ProjectFileError, OSError) as exc:
+            self.presenter.show(f"Could not recover {newest.title}: {user_message(exc)}")
+            return False
+        # The document keeps its uid, so its autosaves go on overwriting the file recovered
+        # from: it stays on disk until the user saves or closes on purpose.
+        self.state.set_document(doc)
+        if self.autosaver is not None:
+            try:
+                self.autosaver.save_now()  # takes ownership of the file, so closing deletes it
+            except OSError as exc:
+                log.warning("could not rewrite the recovered autosave: %s", exc)
+        return True
+
+    def shutdown(self) -> None:
+        self._timer.stop()
