@@ -128,6 +128,7 @@ def _throughput(device: Any, res: int, frames: int, repeats: int) -> dict[str, A
                            "backend": getattr(engine, "backend_label", "?")}
     lid = doc.layers[0].id
     alphas = [{lid: a} for a in np.linspace(0.0, 1.0, frames)]
+    list(engine.render_frames(doc, [{lid: -1.0}], size=res))  # warm-up: first-call allocations
     t0 = time.perf_counter()
     rendered = list(engine.render_frames(doc, alphas, size=res))
     out["render_only_fps"] = round(frames / (time.perf_counter() - t0), 3)

@@ -21,7 +21,7 @@ if [ "${1:-}" = "--remove" ]; then
 fi
 
 remove  # an upgrade replaces the whole folder, so no file of the old version lingers
-mkdir -p "$APP_DIR" "$PREFIX/bin" "$(dirname "$DESKTOP")"
+mkdir -p "$APP_DIR" "$PREFIX/bin" "$(dirname "$DESKTOP")" "$ICONS"
 cp -a "$HERE/styleclip-desktop/." "$APP_DIR/"
 ln -sf "$APP_DIR/styleclip-desktop" "$PREFIX/bin/styleclip-desktop"
 # Exec with the full path: ~/.local/bin is not on every desktop session's PATH.

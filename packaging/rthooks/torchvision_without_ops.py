@@ -31,5 +31,6 @@ class _DeclareTorchvisionOps:
 
 
 _bundle = getattr(sys, "_MEIPASS", None)
-if _bundle is not None and not any((Path(_bundle) / "torchvision").glob("_C.*")):
+# `_C.so` up to torchvision 0.28, `_C_stable.so` from 0.29.
+if _bundle is not None and not any((Path(_bundle) / "torchvision").glob("_C*")):
     sys.meta_path.insert(0, _DeclareTorchvisionOps())

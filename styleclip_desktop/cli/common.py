@@ -99,9 +99,10 @@ def build_engine(args: argparse.Namespace, device: torch.device, need_directions
                             progress=progress_bar("style statistics"))
     backend = getattr(args, "backend", None) or "auto"
     if backend == "onnx":
-        note("preparing the ONNX Runtime graphs (exported once per generator; minutes at 1024 px on a CPU)")
+        note("ONNX Runtime: exporting its graphs first if this generator has none yet (minutes at 1024 px on a CPU)")
     bar = progress_bar("ONNX export")
-    engine = Engine(models, device, backend=backend, background_export=False,
+    # Commands render; none needs the CLIP encoders as graphs, so they are not exported here.
+    engine = Engine(models, device, backend=backend, background_export=False, clip_graphs=False,
                     export_progress=lambda done, total, _msg: bar(done, total))
     for message in engine.notices:
         note(f"notice: {message}")

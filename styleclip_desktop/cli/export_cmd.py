@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.set_defaults(func=run_export)
 
     i = sub.add_parser("info", help="show the edit record embedded in an exported image",
-                       description="Print the StyleCLIP Desktop metadata of an exported PNG, JPEG, WebP or GIF.")
-    i.add_argument("image", type=Path, help="exported image")
+                       description="Print the StyleCLIP Desktop metadata of an exported PNG, JPEG, WebP, GIF or MP4.")
+    i.add_argument("image", type=Path, help="exported image or animation")
     i.add_argument("--json", action="store_true", help="print the record as JSON")
     i.set_defaults(func=run_info)
 

@@ -8,7 +8,8 @@ the encoder, so memory stays flat however long the animation:
 - GIF: each frame is palettised and appended on its own (Pillow's GIF writer would keep
   every frame until the end), only the changed rectangle after the first;
 - WebP: Pillow's animated WebP writer pulls frames from the render stream one at a time;
-  libwebp keeps only the compressed result until it assembles the file.
+  libwebp keeps only the compressed result until it assembles the file (and freed heap
+  pages are handed back now and then, see `release_freed_memory`).
 
 Everything is written under a temporary name and renamed at the end.
 """
@@ -37,6 +38,7 @@ from styleclip_desktop.export.source import (
     fit,
     free_bytes,
     output_dims,
+    release_freed_memory,
     staged_file,
 )
 
@@ -346,6 +348,8 @@ def _pil_image_class() -> type:
                 raise EOFError("no more frames") from None
             self.im = Image.fromarray(np.ascontiguousarray(pixels)).im
             self._index = frame
+            if frame % 8 == 0:
+                release_freed_memory()
 
         def tell(self) -> int:
             return self._index

@@ -7,7 +7,8 @@ One dictionary (`build_metadata`) is written three ways so every common reader f
 - JPEG and WebP: an XMP packet (IPTC digital source type, description, creator tool and
   the JSON) and EXIF (ImageDescription, Software, and the JSON in UserComment), since
   some tools strip one and keep the other;
-- GIF: a comment extension with the notice and the JSON.
+- GIF: a comment extension with the notice and the JSON;
+- MP4: the "comment" tag holds the JSON, "description" the notice.
 
 `read_metadata` reads it back from any of them.
 """
@@ -156,10 +157,12 @@ def gif_comment(meta: Mapping[str, Any]) -> bytes:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The StyleCLIP Desktop record in a PNG, JPEG, WebP or GIF; {} when it carries none."""
+    """The StyleCLIP Desktop record in a PNG, JPEG, WebP, GIF or MP4; {} when it carries none."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    if path.suffix.lower() in _VIDEO_SUFFIXES and path.is_file():
+        return _from_video(path)
     try:
         with Image.open(path) as im:
             info = dict(im.info)
@@ -187,6 +190,31 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         found = _parse_json(raw.split("\n", 1)[1] if "\n" in raw else raw)
         if found is not None:
             return found
+    return {}
+
+
+_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
+
+
+def _from_video(path: Path) -> dict[str, Any]:
+    """The record in an MP4's "comment" tag, read with the bundled ffmpeg."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    try:
+        proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata",
+                               "-"], capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if proc.returncode != 0:
+        raise UserError(f"{path} is not a video this version can read")
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("comment="):
+            # ffmetadata escapes = ; # \ with a backslash
+            found = _parse_json(re.sub(r"\\(.)", r"\1", line[len("comment="):]))
+            if found is not None:
+                return found
     return {}
 
 

@@ -7,9 +7,12 @@ Exporters ask a `FrameSource` for pixels: any object with the engine's `render_f
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -55,6 +58,28 @@ def close_frame_source(source: object) -> None:
     shutdown = getattr(source, "shutdown", None)
     if callable(shutdown):
         shutdown()
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the system (glibc; elsewhere nothing to do).
+
+    An encoder that keeps small allocations alive between frames (libwebp's animation
+    muxer) pins the heap around the large buffers each render frees; glibc then keeps
+    those pages, and resident memory grows by about one frame per frame. Trimming now and
+    then keeps a long export flat."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # a C library without it (musl)
+        return None
 
 
 # --- sizes --------------------------------------------------------------------------------

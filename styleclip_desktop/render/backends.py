@@ -114,6 +114,9 @@ class OrtSession:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # our notices say what matters; ORT's warnings are noise
+        # Idle ORT threads otherwise spin for a while after each run, taking the CPU from
+        # the UI thread and from the torch work (W+ -> S, CLIP) that follows a render.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -130,11 +133,14 @@ class OrtSession:
 def fp16_graph(path: Path) -> Path:
     """An fp16 copy of an fp32 graph (inputs and outputs stay fp32), cached beside it."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     out = path.with_name(path.stem + "-fp16.onnx")
     if not out.is_file():
-        model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+        # The demodulation coefficients sum hundreds of squared terms: fp16 would overflow
+        # there, and they are tiny per-sample vectors, so they stay fp32; the convs go fp16.
+        blocked = [*DEFAULT_OP_BLOCK_LIST, "MatMul", "Sqrt", "Reciprocal"]
+        model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True, op_block_list=blocked)
         tmp = out.with_suffix(".tmp")
         onnx.save(model, str(tmp))
         tmp.replace(out)

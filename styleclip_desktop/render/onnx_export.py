@@ -216,55 +216,65 @@ def ensure_exported(job: GraphJob, cache_dir: Path | None = None, progress: Prog
     from filelock import FileLock
 
     folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # One lock for the folder: exports run one at a time anyway (each uses every core).
+        with FileLock(str(folder / ".export.lock")):
+            return _ensure_locked(job, folder, progress or (lambda done, total, msg: None), tamper)
+    except OSError as exc:  # a read-only or full cache disk costs speed, never the render
+        reason = f"the ONNX cache folder {folder} is not usable ({exc.strerror or exc})"
+        log.warning("ONNX export %s is not used: %s", job.name, reason)
+        return ExportResult(job.name, None, reason)
+
+
+def _ensure_locked(job: GraphJob, folder: Path, report: Progress,
+                   tamper: Callable[[Path], None] | None) -> ExportResult:
     target = folder / f"{job.name}.onnx"
     record = folder / f"{job.name}.json"
-    report = progress or (lambda done, total, msg: None)
-    with FileLock(str(folder / f"{job.name}.lock")):
-        known = _read_record(record)
-        if known is not None and known.get("ok") and target.is_file() and target.stat().st_size == known.get("size"):
-            report(4, 4, "cached")
-            return ExportResult(job.name, target, None, known.get("max_abs_diff"), 0.0, cached=True)
-        if known is not None and not known.get("ok") and tamper is None and known.get("ort") == _ort_version():
-            reason = str(known.get("reason"))
-            log.warning("ONNX export %s is not used: %s (recorded earlier)", job.name, reason)
-            return ExportResult(job.name, None, reason, known.get("max_abs_diff"), 0.0, cached=True)
-        t0 = time.perf_counter()
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{job.name}.", suffix=".onnx")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            report(0, 4, "exporting the graph")
-            _export(job, tmp)
-            if tamper is not None:
-                tamper(tmp)
-            report(2, 4, "checking the export against torch")
-            diff = parity_diff(job, tmp)
-            seconds = time.perf_counter() - t0
-            if not np.isfinite(diff) or diff > job.tolerance:
-                reason = (f"the exported graph differs from torch by {diff:.3g} "
-                          f"(max allowed {job.tolerance:g}) on seeded inputs at batch {PARITY_BATCHES}")
-                log.warning("ONNX export %s is not used: %s", job.name, reason)
-                _write_record(record, {"ok": False, "reason": reason, "max_abs_diff": diff, "ort": _ort_version()})
-                return ExportResult(job.name, None, reason, diff, seconds)
-            os.replace(tmp, target)
-            _write_record(record, {"ok": True, "size": target.stat().st_size, "max_abs_diff": diff,
-                                   "seconds": round(seconds, 2), "torch": torch.__version__})
-            report(4, 4, "exported")
-            log.info("exported %s in %.1f s (max abs diff %.2g)", job.name, seconds, diff)
-            return ExportResult(job.name, target, None, diff, seconds)
-        except Exception as exc:  # an export bug must never stop rendering: torch still works
-            reason = f"the export failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+    known = _read_record(record)
+    if is_cached(job, folder) and known is not None:
+        report(4, 4, "cached")
+        return ExportResult(job.name, target, None, known.get("max_abs_diff"), 0.0, cached=True)
+    if known is not None and not known.get("ok") and tamper is None and known.get("ort") == _ort_version():
+        reason = str(known.get("reason"))
+        log.warning("ONNX export %s is not used: %s (recorded earlier)", job.name, reason)
+        return ExportResult(job.name, None, reason, known.get("max_abs_diff"), 0.0, cached=True)
+    t0 = time.perf_counter()
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{job.name}.", suffix=".onnx")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        report(0, 4, "exporting the graph")
+        _export(job, tmp)
+        if tamper is not None:
+            tamper(tmp)
+        report(2, 4, "checking the export against torch")
+        diff = parity_diff(job, tmp)
+        seconds = time.perf_counter() - t0
+        if not np.isfinite(diff) or diff > job.tolerance:
+            reason = (f"the exported graph differs from torch by {diff:.3g} "
+                      f"(max allowed {job.tolerance:g}) on seeded inputs at batch {PARITY_BATCHES}")
             log.warning("ONNX export %s is not used: %s", job.name, reason)
-            return ExportResult(job.name, None, reason, None, time.perf_counter() - t0)
-        finally:
-            tmp.unlink(missing_ok=True)
+            _write_record(record, {"ok": False, "reason": reason, "max_abs_diff": diff, "ort": _ort_version()})
+            return ExportResult(job.name, None, reason, diff, seconds)
+        os.replace(tmp, target)
+        _write_record(record, {"ok": True, "size": target.stat().st_size, "max_abs_diff": diff,
+                               "seconds": round(seconds, 2), "torch": torch.__version__})
+        report(4, 4, "exported")
+        log.info("exported %s in %.1f s (max abs diff %.2g)", job.name, seconds, diff)
+        return ExportResult(job.name, target, None, diff, seconds)
+    except Exception as exc:  # an export bug must never stop rendering: torch still works
+        reason = f"the export failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+        log.warning("ONNX export %s is not used: %s", job.name, reason)
+        return ExportResult(job.name, None, reason, None, time.perf_counter() - t0)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def forget(name: str, cache_dir: Path | None = None) -> None:
     """Drop a cached graph (e.g. one ONNX Runtime could not load), so it is exported again."""
     folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
-    for suffix in (".onnx", ".json"):
+    for suffix in (".onnx", ".json", "-fp16.onnx"):
         (folder / f"{name}{suffix}").unlink(missing_ok=True)
 
 

@@ -59,9 +59,7 @@ class JobContext:
 
         A long low-priority job (precompute, export) calls this between steps, so a
         preview the user asks for meanwhile waits one step, not the whole job."""
-        if self._worker is None or threading.current_thread() is not self._worker._thread:
-            return 0
-        return self._worker._run_higher(self._job.priority)
+        return self._worker.yield_to_higher() if self._worker is not None else 0
 
     @property
     def cancel_event(self) -> threading.Event:
@@ -155,6 +153,13 @@ class Worker:
             with self._cond:
                 if job.key is not None and self._by_key.get(job.key) is job:
                     del self._by_key[job.key]
+
+    def yield_to_higher(self) -> int:
+        """From inside a job on this worker: run the queued jobs more urgent than it, then
+        return how many ran. Anywhere else it does nothing."""
+        if threading.current_thread() is not self._thread or self.current is None:
+            return 0
+        return self._run_higher(self.current.priority)
 
     def _run_higher(self, priority: Priority) -> int:
         """Run queued jobs more urgent than `priority` inline (see `JobContext.yield_to_higher`)."""

@@ -44,10 +44,20 @@ def setup_logging(folder: Path | None = None, level: int = logging.INFO) -> Path
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
     handler.setLevel(level)
-    root.addHandler(handler)
+    handler.addFilter(_quiet_libraries)
     if root.level > level or root.level == logging.NOTSET:
+        # The console keeps the verbosity it had; only the file gets more detail.
+        for existing in root.handlers:
+            if existing.level == logging.NOTSET:
+                existing.setLevel(root.level)
         root.setLevel(level)
+    root.addHandler(handler)
     return path
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Our own INFO lines, but only warnings from libraries (the ONNX exporter is chatty)."""
+    return record.name.startswith("styleclip_desktop") or record.levelno >= logging.WARNING
 
 
 def user_message(exc: BaseException) -> str:

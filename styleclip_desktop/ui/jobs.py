@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
 from styleclip_desktop.errors import Cancelled
@@ -75,23 +76,30 @@ def is_cancellation(exc: BaseException | None) -> bool:
 
 
 def watch(job: Any, on_result: Callable[[Any], None], on_error: Callable[[BaseException], None] | None = None,
-          on_cancel: Callable[[], None] | None = None) -> None:
-    """Call one of the callbacks on the UI thread when `job` (a worker Job or a Future) ends."""
+          on_cancel: Callable[[], None] | None = None, owner: QObject | None = None) -> None:
+    """Call one of the callbacks on the UI thread when `job` (a worker Job or a Future) ends.
+    Nothing is called once `owner` has been deleted (a window closed while its job ran)."""
     future: concurrent.futures.Future[Any] = getattr(job, "future", job)
+
+    def deliver(fn: Callable[[], None]) -> None:
+        if owner is None:
+            call_in_ui(fn)
+        else:
+            call_in_ui(lambda: fn() if shiboken6.isValid(owner) else None)
 
     def done(f: concurrent.futures.Future[Any]) -> None:
         exc = None if f.cancelled() else f.exception()
         if f.cancelled() or is_cancellation(exc):
             if on_cancel is not None:
-                call_in_ui(on_cancel)
+                deliver(on_cancel)
         elif exc is not None:
             if on_error is not None:
-                call_in_ui(lambda: on_error(exc))
+                deliver(lambda: on_error(exc))
             else:
                 log.error("background job failed: %s", exc, exc_info=exc)
         else:
             value = f.result()
-            call_in_ui(lambda: on_result(value))
+            deliver(lambda: on_result(value))
 
     future.add_done_callback(done)
 

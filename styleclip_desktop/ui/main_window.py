@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeyEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QUndoView, QWidget
 
 from styleclip_desktop import __version__, paths
@@ -22,6 +22,7 @@ from styleclip_desktop.errors import UserError
 from styleclip_desktop.ui import dialogs
 from styleclip_desktop.ui.canvas import Canvas
 from styleclip_desktop.ui.compare import CompareMode
+from styleclip_desktop.ui.engines import clip_of, is_synthetic
 from styleclip_desktop.ui.error_report import ErrorPresenter
 from styleclip_desktop.ui.exporting import export_image, stills_module
 from styleclip_desktop.ui.import_flow import PhotoImporter
@@ -38,7 +39,7 @@ LAYOUT_VERSION = 1
 
 # (object name, title, module, class, area)
 PANELS = (
-    ("promptDock", "Prompt", "prompt_panel", "PromptPanel", Qt.DockWidgetArea.RightDockWidgetArea),
+    ("promptDock", "Prompt", "prompt_panel", "PromptPanel", Qt.DockWidgetArea.LeftDockWidgetArea),
     ("layersDock", "Layers", "layers_panel", "LayersPanel", Qt.DockWidgetArea.RightDockWidgetArea),
     ("propertiesDock", "Properties", "properties_panel", "PropertiesPanel", Qt.DockWidgetArea.RightDockWidgetArea),
     ("timelineDock", "Timeline", "timeline_panel", "TimelinePanel", Qt.DockWidgetArea.BottomDockWidgetArea),
@@ -138,6 +139,7 @@ class MainWindow(QMainWindow):
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.importer.missing_models.connect(lambda _feature, message: self.show_model_wizard(message))
         self.importer.status.connect(lambda text: self.status.showMessage(text, 5000))
+        self.projects.notice.connect(lambda text: self.status.showMessage(text, 15000))
         self.loader.finished.connect(self._models_loaded)
         self.loader.failed.connect(self._models_failed)
         self.loader.cancelled.connect(lambda: self.status.set_models_text("Models not loaded (cancelled)", True))
@@ -155,6 +157,10 @@ class MainWindow(QMainWindow):
         self._add_dock("historyDock", "History", history, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.docks["propertiesDock"], self.docks["historyDock"])
         self.docks["propertiesDock"].raise_()
+        d = self.docks
+        self.resizeDocks([d["promptDock"], d["layersDock"]], [300, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["layersDock"], d["propertiesDock"]], [420, 320], Qt.Orientation.Vertical)
+        self.resizeDocks([d["timelineDock"]], [170], Qt.Orientation.Vertical)
 
     def _add_dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
@@ -208,6 +214,7 @@ class MainWindow(QMainWindow):
             self.load_models(self.source)
         else:
             self.status.set_models_text("No generator installed", True)
+            self.status.set_engine(None)
             self.show_model_wizard("No StyleGAN2 generator is installed yet: download one, import a file you "
                                    "have, or try the synthetic demo models.")
 
@@ -223,8 +230,9 @@ class MainWindow(QMainWindow):
 
     def _models_loaded(self, engine: Any, notices: list[str]) -> None:
         self._own_engine = engine
-        text = DEMO_LABEL if self.source.demo else ("synthetic models" if getattr(engine.models, "synthetic", False)
-                                                     else "")
+        text = DEMO_LABEL if self.source.demo else ("synthetic models" if is_synthetic(engine) else "")
+        if clip_of(engine) is None:
+            text = "; ".join(t for t in (text, "text edits unavailable (Models > Model Manager…)") if t)
         self.status.set_models_text(text, bool(text))
         for notice in notices:
             self.status.showMessage(notice, 15000)
@@ -299,6 +307,19 @@ class MainWindow(QMainWindow):
                                            "StyleGAN2 + CLIP, running on this computer.")
 
     # -- Qt events ---------------------------------------------------------------------
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        # Holding backslash shows the original wherever the focus is, unless a text field took the key.
+        if event.key() == Qt.Key.Key_Backslash:
+            self.canvas.keyPressEvent(event)
+        else:
+            super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.key() == Qt.Key.Key_Backslash:
+            self.canvas.keyReleaseEvent(event)
+        else:
+            super().keyReleaseEvent(event)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt's name)
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 from PySide6.QtWidgets import QWidget
 
 from styleclip_desktop import paths
@@ -31,7 +31,6 @@ from styleclip_desktop.document import (
 from styleclip_desktop.ui import dialogs
 from styleclip_desktop.ui.engines import generator_of, identities_of
 from styleclip_desktop.ui.error_report import ErrorPresenter, user_message
-from styleclip_desktop.ui.images import to_qimage
 from styleclip_desktop.ui.state import EditorState
 
 log = logging.getLogger(__name__)
@@ -47,18 +46,20 @@ def autosave_dir() -> Path:
 def png_thumbnail(image: np.ndarray | None) -> bytes | None:
     if image is None:
         return None
-    qimg = to_qimage(image).scaled(THUMBNAIL_SIZE, THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
-                                   Qt.TransformationMode.SmoothTransformation)
-    data = QByteArray()
-    buf = QBuffer(data)
-    buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    qimg.save(buf, b"PNG")
-    buf.close()
-    return bytes(data.data())
+    import io
+
+    from PIL import Image
+
+    thumb = Image.fromarray(np.ascontiguousarray(image[:, :, :3]))
+    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    out = io.BytesIO()
+    thumb.save(out, format="PNG")
+    return out.getvalue()
 
 
 class ProjectController(QObject):
     recent_changed = Signal(list)
+    notice = Signal(str)  # something worth a line in the status bar
 
     def __init__(self, state: EditorState, settings: QSettings, presenter: ErrorPresenter,
                  parent_widget: QWidget | None = None) -> None:
@@ -116,7 +117,8 @@ class ProjectController(QObject):
         self.state.set_document(doc)
         mismatches = doc.model_mismatches(identities_of(self.state.engine)) if doc.models else []
         if mismatches and self.state.engine is not None:
-            self.state.error.emit("; ".join(mismatches).capitalize() + ": the picture may differ from when it was saved.")
+            # A warning, not an error: the project opens and renders with the models at hand.
+            self.notice.emit("; ".join(mismatches).capitalize() + ": the picture may differ from when it was saved.")
 
     # -- new -------------------------------------------------------------------------
 

@@ -36,12 +36,17 @@ log = logging.getLogger(__name__)
 class CommandAdapter(QUndoCommand):
     """A document command inside QUndoStack; merging is delegated to the command."""
 
-    def __init__(self, command: Command) -> None:
+    def __init__(self, command: Command, done: bool = False) -> None:
         super().__init__(command.text)
         self.command = command
-        self._first = True
+        # QUndoStack.push calls redo() at once; a command already done in Python (so that a
+        # refusal raised there reaches the caller) must not be done twice.
+        self._skip_redo = done
 
     def redo(self) -> None:
+        if self._skip_redo:
+            self._skip_redo = False
+            return
         self.command.do()
 
     def undo(self) -> None:
@@ -154,15 +159,28 @@ class EditorState(QObject):
             self.error.emit(str(exc))
             return None
         paste_back = self.paste_back
+        cancelled = [False]
+
+        def cancel() -> None:
+            cancelled[0] = True  # a render that has started runs to its end: drop its picture
+            job.cancel()
+
+        # A task, so a slow render (full size on a CPU) shows progress and Cancel.
+        task = self.tasks.begin("Rendering the preview…" if preview else "Rendering…", cancel=cancel)
 
         def shown(result: Any) -> None:
-            if seq < self._shown_seq or paste_back != self.paste_back:
+            self.tasks.end(task)
+            if seq < self._shown_seq or paste_back != self.paste_back or cancelled[0]:
                 return
             self._shown_seq = seq
             self.image = np.asarray(getattr(result, "image", result))
             self.render_ready.emit(self.image, preview)
 
-        watch(job, shown, self._render_failed)
+        def failed(exc: BaseException) -> None:
+            self.tasks.end(task)
+            self._render_failed(exc)
+
+        watch(job, shown, failed, lambda: self.tasks.end(task), owner=self)
         return job
 
     def request_original(self) -> Any:
@@ -185,7 +203,7 @@ class EditorState(QObject):
                 self.original = np.asarray(getattr(result, "image", result))
                 self.original_ready.emit(self.original)
 
-        watch(job, shown, self._render_failed)
+        watch(job, shown, self._render_failed, owner=self)
         return job
 
     def _render_failed(self, exc: BaseException) -> None:
@@ -218,7 +236,7 @@ class EditorState(QObject):
 
         watch(job, lambda v: finish(on_result, v),
               lambda e: finish(on_error or self._render_failed, e),
-              lambda: finish(on_cancel))
+              lambda: finish(on_cancel), owner=self)
         return job
 
     def call_in_ui(self, fn: Callable[[], None]) -> None:
@@ -232,12 +250,15 @@ class EditorState(QObject):
     def push(self, command: Command) -> None:
         """Do `command` and record it for undo (merging a slider drag into one step)."""
         index = self.undo_stack.index()
+        # Exceptions raised inside a Python redo() called from QUndoStack never reach this
+        # frame, so the command is done here first: a refusal leaves no undo step behind.
         try:
-            self.undo_stack.push(CommandAdapter(command))
+            command.do()
         except Exception as exc:  # a refused change (locked layer, bad value) is a message, not a crash
             log.info("change refused: %s", exc)
             self.error.emit(str(exc))
             return
+        self.undo_stack.push(CommandAdapter(command, done=True))
         if self.undo_stack.index() == index:
             # Merged into the previous step (a slider drag): the stack's index did not move,
             # so indexChanged stayed silent, but the document did change.

@@ -195,3 +195,30 @@ def test_bad_targets_and_options(engine: FrameSource, doc: Document, tmp_path: P
     data = truncated.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     assert not mp4_complete(truncated)
+
+
+def test_an_unfinished_video_is_a_clear_error(engine: FrameSource, doc: Document, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """ffmpeg cut short leaves an MP4 without its index: on a full disk that is said plainly."""
+    from styleclip_desktop.export import animation
+
+    opts = AnimationOptions(fps=10, seconds=0.2, size=32, crop=True)
+    monkeypatch.setattr(animation, "mp4_complete", lambda path: False)
+    monkeypatch.setattr(animation, "free_bytes", lambda folder: 0)
+    with pytest.raises(UserError, match="the disk is full"):
+        export_animation(engine, doc, tmp_path / "a.mp4", opts)
+    monkeypatch.setattr(animation, "free_bytes", lambda folder: 2**40)
+    with pytest.raises(UserError, match="ffmpeg.*stopped before finishing"):
+        export_animation(engine, doc, tmp_path / "a.mp4", opts)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ext", ["mp4", "gif", "webp"])
+def test_animations_carry_the_record(engine: FrameSource, doc: Document, tmp_path: Path, ext: str) -> None:
+    from styleclip_desktop.export.metadata import build_metadata, read_metadata
+
+    doc.layers[0].name = 'ça = "grey"; #1 \\ done'
+    meta = build_metadata(doc, models={"generator": "cd" * 32}, synthetic=True, crop=True)
+    out = tmp_path / f"a.{ext}"
+    export_animation(engine, doc, out, AnimationOptions(fps=10, seconds=0.2, size=32, crop=True, morph=True), meta=meta)
+    assert read_metadata(out) == {**meta, "animation": {"fps": 10.0, "frames": 3, "morph": True}}

@@ -83,6 +83,10 @@ def test_animate_writes_the_morph(prepared: dict[str, Any], capsys: pytest.Captu
     gen = imageio_ffmpeg.read_frames(str(out))
     meta = next(gen)
     assert meta["fps"] == 10 and tuple(meta["size"]) == (32, 32) and sum(1 for _ in gen) == 6
+    assert main(["info", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["animation"] == {"fps": 10.0, "frames": 6, "morph": True}
+    assert [x["target"] for x in shown["layers"]] == ["a face with grey hair", "smiling"]
 
 
 def _one_line_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:

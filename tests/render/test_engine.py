@@ -126,6 +126,30 @@ def test_precompute_fills_the_frame_cache_and_lets_previews_through(engine: Engi
     assert backend.calls == calls
 
 
+def test_an_export_job_lets_previews_through_between_batches(engine: Engine, models: ModelSet) -> None:
+    backend = counting(engine)
+    doc = two_text_layers(models)
+    gate, started = threading.Event(), threading.Event()
+    sizes: list[int] = []
+    count_synth = backend.synthesize
+
+    def synth(s: torch.Tensor, res: int) -> np.ndarray:
+        if not started.is_set():
+            started.set()
+            gate.wait(10)
+        sizes.append(res)
+        return count_synth(s, res)
+
+    backend.synthesize = synth  # type: ignore[method-assign]
+    frames = [{"hair": float(a)} for a in range(4)]
+    export = engine.worker.submit(lambda ctx: list(engine.render_frames(doc, frames, batch=2)), Priority.EXPORT)
+    assert started.wait(10)
+    preview = engine.submit_render(doc, {"hair": 9.0}, preview=True)
+    gate.set()
+    assert len(export.future.result(timeout=30)) == 4 and preview.future.result(timeout=30).shape == (16, 16, 3)
+    assert sizes == [32, 16, 32]
+
+
 def test_cancel_stops_a_long_job_within_one_step(engine: Engine, models: ModelSet) -> None:
     backend = counting(engine)
     doc = two_text_layers(models)
@@ -213,8 +237,9 @@ def test_sizes_preview_and_paste_back(engine: Engine, models: ModelSet) -> None:
     from PIL import Image
 
     assert engine.resolution == 32 and engine.preview_resolution == 16
-    assert default_preview_resolution(1024) == 256 and default_preview_resolution(64) == 16
-    assert default_preview_resolution(16) == 16
+    assert default_preview_resolution(1024, gpu=True) == 256 and default_preview_resolution(1024) == 128
+    assert default_preview_resolution(512) == 64 and default_preview_resolution(256) == 64
+    assert default_preview_resolution(64) == 16 and default_preview_resolution(16) == 16
     buf = io.BytesIO()
     Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(buf, format="PNG")
     # The crop covers the photo's square at (20, 10) with side 40.

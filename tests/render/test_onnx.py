@@ -89,7 +89,7 @@ def perturb_largest_initializer(path: Path) -> None:
 
 def test_export_failing_parity_is_never_used_and_logged(models: ModelSet, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    job = onnx_export.synthesis_job(models.G, 16)
+    job = onnx_export.synthesis_job(models.G, 4)  # the smallest graph: the quickest export
     with caplog.at_level(logging.WARNING, logger="styleclip_desktop.render.onnx_export"):
         result = onnx_export.ensure_exported(job, tmp_path, tamper=perturb_largest_initializer)
     assert not result.ok and result.path is None
@@ -98,12 +98,24 @@ def test_export_failing_parity_is_never_used_and_logged(models: ModelSet, tmp_pa
     assert any("not used" in r.getMessage() and "differs from torch" in r.getMessage() for r in caplog.records)
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*.onnx"))
     # An engine asked for ONNX sees the recorded failure, renders with torch and says why.
-    engine = Engine(models, backend="onnx", onnx_dir=tmp_path)
+    engine = Engine(models, backend="onnx", onnx_dir=tmp_path, preview_resolution=4)
     try:
         assert engine.backend_label == "torch CPU"
         assert any("differs from torch" in n for n in engine.notices)
         doc = Document(latent(models))
         assert engine.render(doc).shape == (32, 32, 3)
+    finally:
+        engine.shutdown()
+
+
+def test_an_unusable_cache_folder_costs_speed_not_the_render(models: ModelSet, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = onnx_export.ensure_exported(onnx_export.synthesis_job(models.G, 4), blocker / "onnx")
+    assert not result.ok and result.reason is not None and "not usable" in result.reason
+    engine = Engine(models, backend="onnx", onnx_dir=blocker / "onnx")
+    try:
+        assert engine.backend_label == "torch CPU" and any("not usable" in n for n in engine.notices)
     finally:
         engine.shutdown()
 
@@ -131,6 +143,28 @@ def test_cuda_request_without_cuda_gives_a_cpu_session_and_a_notice(onnx_engine:
         assert torch_engine.backend_label == "torch CPU" and any("CUDA" in n for n in torch_engine.notices)
     finally:
         torch_engine.shutdown()
+
+
+def test_fp16_is_used_only_after_its_own_parity_check(onnx_engine: Any, models: ModelSet,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CUDA path cannot run here; the conversion and the check are the same on the CPU.
+    from styleclip_desktop.render import backends
+
+    paths = {res: s.path for res, s in onnx_engine.backend.sessions.items()}
+    G = models.G
+
+    def inputs(batch: int) -> torch.Tensor:
+        return seeded_styles(models, batch, seed=5)
+
+    backend = OnnxBackend(paths, TorchBackend(G))
+    backend._try_fp16(inputs)
+    assert backend.precision == "fp16" and all("-fp16" in s.path.name for s in backend.sessions.values())
+    s = inputs(3)
+    assert np.abs(backend.synthesize(s, 32).astype(int) - TorchBackend(G).synthesize(s, 32).astype(int)).max() <= 3
+    monkeypatch.setattr(backends, "FP16_TOLERANCE", 1e-9)
+    strict = OnnxBackend(paths, TorchBackend(G))
+    strict._try_fp16(inputs)
+    assert strict.precision == "fp32" and any("fp16 rendering is off" in n for n in strict.notices)
 
 
 def test_auto_uses_cached_graphs_or_exports_in_the_background(onnx_engine: Any, models: ModelSet, onnx_dir: Path,

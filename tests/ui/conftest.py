@@ -20,6 +20,25 @@ ENGINE_OPTIONS: dict[str, Any] = {"backend": "torch", "background_export": False
 
 
 @pytest.fixture
+def dialogs_shown(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Message boxes never block a test: their texts are collected here instead."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+
+    def record(answer: QMessageBox.StandardButton) -> Any:
+        def show(parent: Any, title: str, text: str, *args: Any, **kwargs: Any) -> QMessageBox.StandardButton:
+            shown.append(text)
+            return answer
+        return staticmethod(show)
+
+    for name in ("critical", "warning", "information"):
+        monkeypatch.setattr(QMessageBox, name, record(QMessageBox.StandardButton.Ok))
+    monkeypatch.setattr(QMessageBox, "question", record(QMessageBox.StandardButton.No))
+    return shown
+
+
+@pytest.fixture
 def ui_settings(tmp_path: Path) -> QSettings:
     """Settings in a file of this test's own, never the user's."""
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
@@ -56,7 +75,7 @@ def seed_document(engine: Any) -> Document:
 
 @pytest.fixture
 def make_window(qapp: QApplication, qtbot: Any, ui_settings: QSettings, demo_source: ModelSource,
-                monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+                monkeypatch: pytest.MonkeyPatch, dialogs_shown: list[str]) -> Iterator[Any]:
     """Build main windows on the shared engine; closing them never prompts and never
     shuts the shared engine down."""
     from styleclip_desktop.ui import dialogs
@@ -72,7 +91,8 @@ def make_window(qapp: QApplication, qtbot: Any, ui_settings: QSettings, demo_sou
         qtbot.addWidget(w)
         if engine is not None:
             w.state.set_engine(engine)
-        w.resize(1200, 800)
+        if ui_settings.value("window/geometry") is None:
+            w.resize(1200, 800)
         w.show()
         windows.append(w)
         return w

@@ -30,9 +30,13 @@ PHOTO_POINTS = np.array([[50.0, 54.0], [78.0, 54.0], [54.0, 84.0], [74.0, 84.0]]
 
 
 def next_image(qtbot: Any, state: Any, action: Callable[[], object]) -> np.ndarray:
-    """Do `action` and return the full render it leads to."""
-    with qtbot.waitSignal(state.render_ready, timeout=TIMEOUT, check_params_cb=lambda _img, preview: not preview):
-        action()
+    """Do `action` and return the picture once every render it led to has arrived."""
+    before = state._render_seq
+    action()
+    worker = state.engine.worker
+    qtbot.waitUntil(lambda: state._render_seq > before and state._shown_seq == state._render_seq
+                    and worker.pending() == 0 and worker.current is None, timeout=TIMEOUT)
+    qtbot.wait(20)  # results queued for the UI thread
     return np.array(state.image)
 
 
@@ -118,7 +122,7 @@ def test_no_face_landmarks_and_several_faces_click_to_choose(make_window: Any, e
     with qtbot.waitSignal(w.importer.imported, timeout=TIMEOUT):
         qtbot.mouseClick(canvas.banner.ok, Qt.MouseButton.LeftButton)
     assert canvas.landmarks is None and not canvas.banner.isVisible()
-    assert np.allclose(w.state.document.alignment.matrix, w.state.document.alignment.matrix)
+    assert w.state.document is not None and w.state.document.alignment is not None
 
     # Several faces: the one clicked is the one opened.
     second = PHOTO_POINTS * 0.4 + 5
@@ -153,7 +157,9 @@ def test_undo_restores_exact_pixels_and_projects_round_trip(make_window: Any, en
     w.projects.close_document()
     assert state.document is None and w.canvas.image_array() is None
     reopened = next_image(qtbot, state, lambda: w.projects.open_project(path, ask=False))
-    assert [(layer.name, layer.alpha, layer.visible, layer.params) for layer in state.document.layers] == layers
+    doc = w.state.document
+    assert doc is not None and doc.file_path == path and not doc.dirty
+    assert [(layer.name, layer.alpha, layer.visible, layer.params) for layer in doc.layers] == layers
     assert np.array_equal(reopened, edited)
     assert w.projects.recent_files()[0] == str(path)
 
@@ -242,6 +248,52 @@ def test_ui_thread_never_blocks_during_renders(make_window: Any, engine: Any, se
     assert job.future.result() >= 3
     assert len(gaps) > 20
     assert max(gaps[1:]) < 0.1, f"the UI thread stalled for {max(gaps) * 1000:.0f} ms"
+
+
+def test_long_tasks_show_progress_and_cancel_in_the_status_bar(make_window: Any, engine: Any, qtbot: Any) -> None:
+    from styleclip_desktop.errors import Cancelled
+
+    w = make_window(engine)
+    ended: list[str] = []
+
+    def slow(ctx: Any) -> None:
+        for i in range(400):
+            ctx.progress(i, 400, "Counting sheep…")
+            if ctx.cancelled():
+                raise Cancelled()
+            time.sleep(0.01)
+
+    w.state.run_job(slow, "Counting sheep…", on_result=lambda _r: ended.append("done"),
+                    on_cancel=lambda: ended.append("cancelled"))
+    assert not w.status.showing_progress()  # nothing flashes for quick work
+    qtbot.waitUntil(w.status.showing_progress, timeout=5000)
+    assert w.status.cancel_button.isVisible() and "sheep" in w.status.busy_text.text()
+    qtbot.mouseClick(w.status.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ended == ["cancelled"], timeout=5000)
+    qtbot.waitUntil(lambda: not w.status.showing_progress(), timeout=2000)
+    assert len(w.state.tasks) == 0
+
+
+def test_new_from_prompt_and_export(make_window: Any, engine: Any, tmp_path: Path, qtbot: Any) -> None:
+    from styleclip_desktop.ui.exporting import export_image
+    from styleclip_desktop.ui.generate_dialog import GenerateDialog
+
+    w = make_window(engine)
+    dialog = GenerateDialog(w.state, w.projects, w)
+    qtbot.addWidget(dialog)
+    assert dialog.generate_button.isEnabled()
+    dialog.prompt.setText("a smiling face")
+    dialog.steps.setValue(3)
+    dialog.seed.setValue(5)
+    dialog.generate_button.click()
+    qtbot.waitUntil(lambda: w.state.document is not None and w.state.image is not None, timeout=TIMEOUT)
+    doc = w.state.document
+    assert doc is not None and '"a smiling face"' in doc.description and doc.seed == 5
+    assert dialog.preview.pixmap() is not None and not dialog.preview.pixmap().isNull()  # live frames
+    out = tmp_path / "still.png"
+    job = export_image(w.state, w.settings, None, out)
+    qtbot.waitUntil(lambda: job.future.done(), timeout=TIMEOUT)
+    assert job.future.result() == out and Image.open(out).size == (32, 32)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -335,3 +387,88 @@ def test_window_shows_before_torch_is_imported(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "visible True torch False" in out.stdout
+
+
+# -- projects: prompts, recovery, persistence -----------------------------------------------------
+
+
+def test_unsaved_changes_prompt_and_crash_recovery(make_window: Any, seed_document: Document, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, qtbot: Any) -> None:
+    from styleclip_desktop.ui import dialogs
+    from styleclip_desktop.ui.projects import autosave_dir
+
+    for leftover in autosave_dir().glob("*"):
+        leftover.unlink()
+    empty = ModelSource(tmp_path / "models", device="cpu")
+    w = make_window(source=empty)
+    w.projects.replace_document(seed_document)
+    w.state.push(actions.add_layer(seed_document, GlobalDirectionParams("a smiling face"), alpha=2.0))
+    assert w.state.dirty and w.isWindowModified()
+    # Autosave while dirty: this file is what a crash leaves behind.
+    w.projects.autosaver.save_now()
+    assert list(autosave_dir().glob("untitled-*"))
+
+    asked: list[str] = []
+    def cancel(parent: Any, title: str) -> str:
+        asked.append(title)
+        return dialogs.CANCEL
+
+    monkeypatch.setattr(dialogs, "ask_save_changes", cancel)
+    w.close()
+    assert asked and w.isVisible() and w.state.document is seed_document  # Cancel keeps everything
+
+    # The next start offers to recover it.
+    monkeypatch.setattr(dialogs, "ask_recover", lambda parent, found: True)
+    w2 = make_window(source=empty)
+    assert w2.projects.offer_recovery()
+    recovered = w2.state.document
+    assert recovered is not None and recovered.dirty
+    assert [layer.name for layer in recovered.layers] == ["a smiling face"]
+    # Discarding on close removes the autosave: nothing is offered the time after.
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, title: dialogs.DISCARD)
+    w2.close()
+    assert not list(autosave_dir().glob("untitled-*"))
+
+
+def test_layout_geometry_and_recent_files_persist(make_window: Any, tmp_path: Path) -> None:
+    empty = ModelSource(tmp_path / "models", device="cpu")
+    w = make_window(source=empty)
+    w.docks["timelineDock"].hide()
+    w.projects.add_recent(tmp_path / "a.scproj")
+    w.projects.add_recent(tmp_path / "b.png")
+    w.save_settings()
+    w2 = make_window(source=empty)
+    w2.show()
+    assert not w2.docks["timelineDock"].isVisible()
+    # Geometry is saved too (the offscreen screen is too small to check sizes against).
+    assert w.settings.value("window/geometry") is not None
+    assert w2.projects.recent_files() == [str(tmp_path / "b.png"), str(tmp_path / "a.scproj")]
+    names = [a.text() for a in w2.actions_.recent_menu.actions()]
+    assert names[:2] == ["&1 b.png", "&2 a.scproj"]
+
+
+def test_refused_change_leaves_no_undo_step(qtbot) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from styleclip_desktop.document import Document, GlobalDirectionParams, Layer, actions
+    from styleclip_desktop.ui.state import EditorState
+
+    state = EditorState()
+    doc = Document(np.zeros((8, 512), np.float32))
+    state.set_document(doc)
+    layer = Layer(GlobalDirectionParams(target="grey hair"), alpha=3.0)
+    state.push(actions.add_layer(doc, layer))
+    state.push(actions.set_locked(doc, layer.id, True))
+    count = state.undo_stack.count()
+    errors: list[str] = []
+    state.error.connect(errors.append)
+    state.push(actions.remove_layer(doc, layer.id))
+    assert state.undo_stack.count() == count and len(doc.layers) == 1
+    assert errors and "lock" in errors[0].lower()
+    state.undo_stack.undo()
+    assert not doc.layers[0].locked
+    state.undo_stack.undo()
+    assert len(doc.layers) == 0
+    state.undo_stack.redo()
+    assert len(doc.layers) == 1
+    state.undo_stack.blockSignals(True)
