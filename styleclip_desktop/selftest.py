@@ -103,8 +103,7 @@ def run_self_test(debug: bool = False) -> int:
 
 def _check_qt(root: Path, clock: _Clock, facts: dict[str, str]) -> None:
     with clock("qt"):
-        import PySide6
-        from PySide6.QtCore import qVersion
+        from PySide6 import QtCore
         from PySide6.QtWidgets import QApplication
 
         app = QApplication.instance()
@@ -114,7 +113,9 @@ def _check_qt(root: Path, clock: _Clock, facts: dict[str, str]) -> None:
             with _env(QT_QPA_PLATFORM="offscreen"):
                 app = QApplication([sys.argv[0] if sys.argv else "styleclip-desktop"])
         window = _main_window_check(app, root)
-        facts["qt"] = f"PySide6 {PySide6.__version__} (Qt {qVersion()}, {QApplication.platformName()}, {window})"
+        # QtCore's version rather than the package's: it is the binding that actually loaded.
+        facts["qt"] = (f"PySide6 {QtCore.__version__} (Qt {QtCore.qVersion()}, {QApplication.platformName()}, "
+                       f"{window})")
 
 
 def _main_window_check(app: Any, root: Path) -> str:

@@ -1,36 +1,45 @@
-"""`styleclip-desktop edit`: apply a text edit to a latent (or a seeded face) and save the image.
+"""`styleclip-desktop edit`: add one text edit to a face and write the image or the project.
 
-Three methods: a global direction (the default; one synthesis pass), latent optimization
-towards the prompt (slow, per image), or a trained latent mapper (fast, one prompt each).
+The face comes from a W+ latent (.npy), a random seed, a photo (found, aligned and
+inverted; the result is pasted back into it) or a project (.scproj). The edit becomes one
+layer of a document, exactly as in the editor, and the image comes from the same render
+engine: a global direction (the default; one synthesis pass), latent optimization towards
+the prompt (slow, per image), or a trained latent mapper (fast, one prompt each).
+With `-o PROJECT.scproj` the document is saved instead, so repeated edits build a
+project layer by layer.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from styleclip_desktop.cli import common
-from styleclip_desktop.errors import UsageError
+from styleclip_desktop.errors import Cancelled, UsageError, UserError
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
-    from styleclip_desktop.nets.stylegan2 import Generator
+    from styleclip_desktop.document import Document, LayerParams
+    from styleclip_desktop.render.engine import Engine
 
 DEFAULT_ALPHA = {"global": 4.0, "optimize": 1.0, "mapper": 1.0}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+IMAGE_OUTPUTS = {".png", ".jpg", ".jpeg", ".webp"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from styleclip_desktop.cli.mapper_cmd import add_level_switches
 
-    p = sub.add_parser("edit", help="edit a face latent with a text prompt",
-                       description="Edit a W+ latent (.npy) or a seeded face with a text prompt (global "
-                       "direction, latent optimization) or a trained mapper, and write the image.")
+    p = sub.add_parser("edit", help="edit a face with a text prompt",
+                       description="Add a text edit (global direction, latent optimization or a trained "
+                       "mapper) to a latent, a seeded face, a photo or a project, and write the image "
+                       "(.png/.jpg/.webp) or the project (.scproj).")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("latent", nargs="?", type=Path, help="W+ latent .npy, shape (L,512) or (1,L,512)")
-    src.add_argument("--seed", type=int, help="start from the face of this random seed instead of a latent")
+    src.add_argument("source", nargs="?", type=Path,
+                     help="W+ latent .npy (L,512)/(1,L,512), a photo, or a project .scproj")
+    src.add_argument("--seed", type=int, help="start from the face of this random seed")
     p.add_argument("--psi", type=float, default=0.7, help="truncation for --seed (default 0.7)")
     p.add_argument("--method", choices=("global", "optimize", "mapper"), default="global",
                    help="global direction (default), latent optimization, or a trained mapper")
@@ -47,115 +56,136 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lambda-l2", type=float, default=0.008, help="optimize: latent L2 weight (default 0.008)")
     p.add_argument("--lambda-id", type=float, default=0.005,
                    help="optimize: identity weight (default 0.005; 0 lets the identity change; needs ArcFace)")
-    p.add_argument("--space", choices=("w", "s"), default="w", help="optimize: in W+ (default) or in style space S")
     p.add_argument("--arcface", type=Path, metavar="PATH", help="ArcFace IR-SE50 weights (model_ir_se50.pth)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output image (.png, .jpg, .webp)")
+    photo = p.add_argument_group("photos")
+    photo.add_argument("--face", type=int, default=0, help="which face in the photo, 0 = largest")
+    photo.add_argument("--landmarks", metavar="X1,Y1,...,X4,Y4", help="eyes and mouth corners by hand")
+    photo.add_argument("--invert", choices=("e4e", "project", "pti"), default="e4e",
+                       help="how to invert the photo (default e4e)")
+    photo.add_argument("--e4e", type=Path, metavar="PATH", help="e4e encoder file")
+    photo.add_argument("--detector", type=Path, metavar="PATH", help="YuNet face detector file")
+    photo.add_argument("--no-paste-back", action="store_true", help="write the aligned face, not the whole photo")
+    p.add_argument("--preview", action="store_true", help="render the fast low-resolution preview instead")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output image (.png, .jpg, .webp), or a project (.scproj) to add the edit as a layer")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.method in ("global", "optimize") and not args.target:
         raise UsageError(f"--target is required for --method {args.method}")
     if args.method == "mapper" and not args.mapper:
         raise UsageError("--mapper ID|PATH is required for --method mapper")
+    out_suffix = args.output.suffix.lower()
+    if out_suffix not in IMAGE_OUTPUTS | {".scproj"}:
+        raise UsageError("-o must be an image (.png, .jpg, .webp) or a project (.scproj)")
+    if args.steps < 1 or args.face < 0:
+        raise UsageError("--steps must be positive and --face at least 0")
     alpha = DEFAULT_ALPHA[args.method] if args.alpha is None else args.alpha
     common.check_writable(args.output)  # fail before any heavy work
-    checkpoint = None
     if args.method == "mapper":
         from styleclip_desktop.cli.mapper_cmd import resolve_mapper
         from styleclip_desktop.nets.mapper import load_mapper
 
-        checkpoint = load_mapper(resolve_mapper(args, args.mapper))  # bad files fail before the generator loads
+        load_mapper(resolve_mapper(args, args.mapper))  # a bad file fails before the generator loads
     device = common.pick_device(args)
-    G = common.load_generator(args, device)
+    engine = common.build_engine(args, device, need_directions=args.method == "global")
+    try:
+        doc = _document(args, engine, device)
+        params, message = _layer(args, engine, doc, device)
+        from styleclip_desktop.document import Layer, UndoStack, actions
+
+        UndoStack().push(actions.add_layer(doc, Layer(params, alpha=alpha)))
+        if out_suffix == ".scproj":
+            from styleclip_desktop.document import save_project
+
+            doc.models = {**engine.models.identities, **dict(doc.models)}
+            save_project(doc, args.output)
+            print(f"{message}; layer {len(doc.layers)} added -> {args.output}")
+            return 0
+        _write_image(args, engine, doc)
+        print(f"{message} -> {args.output}")
+        return 0
+    finally:
+        engine.shutdown()
+
+
+def _document(args: argparse.Namespace, engine: Engine, device: torch.device) -> Document:
+    from styleclip_desktop.export.projects_cli import new_document
+
+    G = engine.models.G
+    ids = dict(engine.models.identities)
+    synthetic = bool(engine.models.synthetic)
     if args.seed is not None:
-        ws = G.broadcast_w(G.sample_w(1, args.seed, args.psi, device=device))
-    else:
-        w = common.load_wplus(args.latent, G.num_ws, G.config.w_dim)
-        ws = torch.from_numpy(w)[None].to(device)
+        return new_document(args.seed, generator=G, psi=args.psi, models=ids, synthetic=synthetic)
+    src: Path = args.source
+    suffix = src.suffix.lower()
+    if suffix == ".scproj":
+        from styleclip_desktop.document import load_project
+
+        if not src.is_file():
+            raise UserError(f"project not found: {src}")
+        doc = load_project(src)
+        for warning in doc.model_mismatches(ids):
+            common.note(f"notice: {warning}")
+        return doc
+    if suffix in PHOTO_SUFFIXES:
+        from styleclip_desktop.cli.invert_cmd import load_photo_document
+
+        doc = load_photo_document(args, src, G, device, args.invert)
+        doc.models = ids
+        return doc
+    return new_document(src, generator=G, models=ids, synthetic=synthetic)
+
+
+def _layer(args: argparse.Namespace, engine: Engine, doc: Document, device: torch.device) -> tuple[LayerParams, str]:
+    from styleclip_desktop.document import GlobalDirectionParams, MapperParams, OptimizationParams
+
     if args.method == "global":
-        img, meta, message = _global(args, G, ws, alpha)
-    elif args.method == "optimize":
-        img, meta, message = _optimize(args, G, ws, alpha, device)
-    else:
-        assert checkpoint is not None
-        img, meta, message = _mapper(args, G, ws, alpha, checkpoint)
-    common.save_png(img, args.output, {"StyleCLIP-Desktop": "AI-edited", "method": args.method,
-                                       "alpha": str(alpha), **meta})
-    print(f"{message} -> {args.output}")
-    return 0
+        info = engine.direction_info(args.target, args.neutral, args.beta)
+        if info.error:
+            raise UserError(info.error)
+        total = int(len(engine.models.fs3)) if engine.models.fs3 is not None else 0
+        return (GlobalDirectionParams(target=args.target, neutral=args.neutral, beta=args.beta),
+                f"changed {info.channels} of {total} channels (β={args.beta})")
+    if args.method == "mapper":
+        from styleclip_desktop.cli.mapper_cmd import levels_from
+
+        lv = levels_from(args)
+        off = [name for name, on in lv.items() if not on]
+        return (MapperParams(checkpoint=args.mapper, coarse=lv["coarse"], medium=lv["medium"], fine=lv["fine"]),
+                f"mapper {args.mapper}" + (f" without {', '.join(off)}" if off else ""))
+    delta, message = _optimize(args, engine, doc, device)
+    return (OptimizationParams(prompt=args.target, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id,
+                               steps=args.steps, seed=0, delta=delta), message)
 
 
-def _global(args: argparse.Namespace, G: Generator, ws: torch.Tensor,
-            alpha: float) -> tuple[np.ndarray, dict[str, str], str]:
-    import torch
-
-    from styleclip_desktop.methods import global_directions as gd
-    from styleclip_desktop.nets.stylegan2 import pack_styles, to_uint8, unpack_styles
-
-    fs3 = gd.load_fs3(common.fs3_path(args, G), G)
-    stats = common.ensure_stats(G)
-    clip = common.load_clip(args, ws.device)
-    dt = clip.text_direction(args.target, args.neutral)
-    direction = gd.style_direction(fs3, dt, stats.std, gd.conv_channel_index(G), args.beta)
-    with torch.no_grad():
-        s = gd.apply_direction(pack_styles(G.w_to_s(ws)), direction.ds, alpha)
-        img = to_uint8(G.synthesize(unpack_styles(s, G.style_dims)))[0]
-    meta = {"target": args.target, "neutral": args.neutral, "beta": str(args.beta)}
-    return img, meta, f"changed {direction.channels} of {len(fs3)} channels (β={args.beta}, α={alpha})"
-
-
-def _optimize(args: argparse.Namespace, G: Generator, ws: torch.Tensor, alpha: float,
-              device: torch.device) -> tuple[np.ndarray, dict[str, str], str]:
-    import torch
-
+def _optimize(args: argparse.Namespace, engine: Engine, doc: Document, device: torch.device) -> tuple[Any, str]:
+    """Optimize from the face as it stands (base latent plus the W-space layers below)."""
     from styleclip_desktop.cli.mapper_cmd import ctrl_c_cancels, load_arcface_for
-    from styleclip_desktop.errors import Cancelled
     from styleclip_desktop.methods import optimization as opt
-    from styleclip_desktop.nets.stylegan2 import to_uint8, unpack_styles
 
-    cfg = opt.OptimizationConfig(steps=args.steps, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id,
-                                 space=args.space)
-    clip = common.load_clip(args, device)
+    G = engine.renderer.generator_for(doc)
+    ws = engine.renderer.wplus(doc)
+    clip = engine.models.clip or common.load_clip(args, device)
     arcface = load_arcface_for(args, device, args.lambda_id)
+    cfg = opt.OptimizationConfig(steps=args.steps, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id)
     with ctrl_c_cancels() as stop:
         result = opt.optimize_latent(G, clip, args.target, ws, cfg, arcface=arcface, cancel=stop,
                                      progress=common.progress_bar("optimizing", "step"))
     if result.cancelled:
         raise Cancelled()
-    x = torch.from_numpy(result.latent(alpha))[None].to(device)
-    with torch.no_grad():
-        img = G.synthesize(unpack_styles(x, G.style_dims)) if result.space == opt.S_SPACE else G(x)
-    meta = {"target": args.target, "steps": str(args.steps), "lambda_l2": str(args.lambda_l2),
-            "lambda_id": str(args.lambda_id if arcface is not None else 0.0), "space": args.space}
     first = result.history[0].total
-    message = (f"optimized {result.steps_done} steps: loss {first:.4f} -> {result.best_loss:.4f} "
-               f"(best at step {result.best_step}, α={alpha})")
-    return to_uint8(img)[0], meta, message
+    return result.delta, (f"optimized {result.steps_done} steps: loss {first:.4f} -> {result.best_loss:.4f} "
+                          f"(best at step {result.best_step})")
 
 
-def _mapper(args: argparse.Namespace, G: Generator, ws: torch.Tensor, alpha: float,
-            checkpoint: object) -> tuple[np.ndarray, dict[str, str], str]:
-    import torch
+def _write_image(args: argparse.Namespace, engine: Engine, doc: Document) -> None:
+    from styleclip_desktop.export.metadata import build_metadata
+    from styleclip_desktop.export.stills import write_still
 
-    from styleclip_desktop.cli.mapper_cmd import levels_from
-    from styleclip_desktop.methods.mapper import apply_mapper
-    from styleclip_desktop.nets.mapper import MapperCheckpoint
-    from styleclip_desktop.nets.stylegan2 import to_uint8
-
-    assert isinstance(checkpoint, MapperCheckpoint)
-    trained_for = checkpoint.opts.get("stylegan_size")
-    if isinstance(trained_for, int) and trained_for != G.config.resolution:
-        common.note(f"notice: this mapper was trained with a {trained_for}px generator; "
-                    f"this one is {G.config.resolution}px, so the edit may not look as intended")
-    mapper = checkpoint.mapper.to(ws.device)
-    levels = levels_from(args)
-    with torch.no_grad():
-        img = to_uint8(G(apply_mapper(mapper, ws, alpha, levels)))[0]
-    off = [name for name, on in levels.items() if not on]
-    meta = {"mapper": str(args.mapper), "description": checkpoint.description,
-            "disabled_levels": ",".join(off)}
-    about = f" ({checkpoint.description!r})" if checkpoint.description else ""
-    return img, meta, f"mapper {args.mapper}{about}, α={alpha}" + (f", without {', '.join(off)}" if off else "")
+    paste_back = doc.source is not None and not args.no_paste_back
+    pixels = engine.render(doc, preview=args.preview, paste_back=paste_back)
+    meta = build_metadata(doc, models=engine.models.identities, synthetic=bool(engine.models.synthetic),
+                          crop=not paste_back, dims=(pixels.shape[1], pixels.shape[0]))
+    write_still(pixels, args.output, meta)

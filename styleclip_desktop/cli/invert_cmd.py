@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import ModelFileError, UsageError
@@ -37,7 +38,7 @@ def locate_model(args: argparse.Namespace, explicit: Path | None, model_id: str)
     return locate(common.models_dir(args), model_id)
 
 
-def load_photo_document(args: argparse.Namespace, photo: Path, G: object, device: object) -> object:
+def load_photo_document(args: argparse.Namespace, photo: Path, G: object, device: object, method: str = "e4e") -> Any:
     """Photo -> Document, shared by `invert` and `edit PHOTO`."""
     from styleclip_desktop.faces.detect import landmarks_from_points
     from styleclip_desktop.nets.e4e import load_e4e
@@ -53,7 +54,7 @@ def load_photo_document(args: argparse.Namespace, photo: Path, G: object, device
                              "e4e-ffhq` or pass --e4e PATH")
     encoder = load_e4e(e4e_path, device=device)  # type: ignore[arg-type]
     bar = common.progress_bar("invert")
-    return import_photo(faces, G, encoder, face=args.face, method=getattr(args, "method", "e4e"),
+    return import_photo(faces, G, encoder, face=args.face, method=method,
                         steps=getattr(args, "steps", 100), seed=getattr(args, "seed", 0),
                         progress=lambda d, t, m: bar(d, t))
 
@@ -69,16 +70,16 @@ def run(args: argparse.Namespace) -> int:
     common.check_writable(args.output)
     device = common.pick_device(args)
     G = common.load_generator(args, device)
-    doc = load_photo_document(args, args.photo, G, device)
+    doc = load_photo_document(args, args.photo, G, device, args.method)
     if suffix == ".scproj":
         from styleclip_desktop.document import save_project
 
-        save_project(doc, args.output)  # type: ignore[arg-type]
+        save_project(doc, args.output)
     else:
         if args.method == "pti":
             common.note("note: the fine-tuned generator from pti is kept only in a project (.scproj); "
                         "the .npy holds the pivot latent")
         with common.atomic_output(args.output) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.asarray(doc.latent, np.float32))  # type: ignore[attr-defined]
+            np.save(f, np.asarray(doc.latent, np.float32))
     print(f"{args.photo.name}: face {args.face} inverted with {args.method} -> {args.output}")
     return 0

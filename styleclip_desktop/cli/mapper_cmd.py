@@ -63,29 +63,9 @@ def levels_from(args: argparse.Namespace) -> dict[str, bool]:
 
 def resolve_mapper(args: argparse.Namespace, ref: str) -> Path:
     """A mapper file from a path, or from a catalog id (`afro`, `mapper-afro`) in the models folder."""
-    from styleclip_desktop.weights.catalog import MAPPER_GROUP, load_catalog
+    from styleclip_desktop.render.session import resolve_mapper as _resolve
 
-    path = Path(ref).expanduser()
-    if path.is_file():
-        return path
-    if path.exists():
-        raise UserError(f"mapper path is not a file: {path}")
-    entries = load_catalog().group(MAPPER_GROUP)
-    key = ref.strip().lower()
-    match = [e for e in entries if key in (e.id.lower(), (e.mapper_name or "").lower(),
-                                           (e.mapper_name or "").lower().replace("_", "-"))]
-    if not match:
-        if path.suffix or "/" in ref or "\\" in ref:
-            raise UserError(f"mapper file not found: {path}")
-        known = ", ".join(sorted(e.mapper_name or e.id for e in entries))
-        raise UserError(f"no mapper file or catalog mapper named '{ref}' (catalog mappers: {known})")
-    entry = match[0]
-    folder = common.models_dir(args)
-    for name in entry.filenames:
-        if (folder / name).is_file():
-            return folder / name
-    raise UserError(f"mapper '{entry.mapper_name or entry.id}' is not in {folder}: run "
-                    f"`styleclip-desktop models download {entry.id}`, or pass --mapper PATH")
+    return _resolve(common.models_dir(args), ref)
 
 
 def arcface_path(args: argparse.Namespace) -> Path | None:

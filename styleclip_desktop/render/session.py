@@ -18,7 +18,7 @@ from styleclip_desktop import paths
 from styleclip_desktop.errors import ModelFileError
 from styleclip_desktop.methods import global_directions as gd
 from styleclip_desktop.nets.stylegan2 import Generator
-from styleclip_desktop.render.pipeline import ModelSet
+from styleclip_desktop.render.pipeline import MapperFn, ModelSet
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -88,6 +88,49 @@ def fs3_path(mp: ModelPaths, G: Generator) -> Path:
     return found
 
 
+def resolve_mapper(models_dir: Path, ref: str) -> Path:
+    """A mapper file from a path, or from a catalog id (`afro`, `mapper-afro`) in the models folder."""
+    from styleclip_desktop.errors import UserError
+    from styleclip_desktop.weights.catalog import MAPPER_GROUP, load_catalog
+
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    if path.exists():
+        raise UserError(f"mapper path is not a file: {path}")
+    entries = load_catalog().group(MAPPER_GROUP)
+    key = ref.strip().lower()
+    match = [e for e in entries if key in (e.id.lower(), (e.mapper_name or "").lower(),
+                                           (e.mapper_name or "").lower().replace("_", "-"))]
+    if not match:
+        if path.suffix or "/" in ref or "\\" in ref:
+            raise UserError(f"mapper file not found: {path}")
+        known = ", ".join(sorted(e.mapper_name or e.id for e in entries))
+        raise UserError(f"no mapper file or catalog mapper named '{ref}' (catalog mappers: {known})")
+    entry = match[0]
+    for name in entry.filenames:
+        if (models_dir / name).is_file():
+            return models_dir / name
+    raise UserError(f"mapper '{entry.mapper_name or entry.id}' is not in {models_dir}: run "
+                    f"`styleclip-desktop models download {entry.id}`, or pass --mapper PATH")
+
+
+def mapper_loader(models_dir: Path, device: torch.device | str = "cpu") -> Callable[[str], MapperFn]:
+    """checkpoint id or path -> a function applying that mapper to W+ (loaded once each)."""
+    from styleclip_desktop.methods.mapper import mapper_function
+    from styleclip_desktop.nets.mapper import load_mapper
+
+    loaded: dict[str, MapperFn] = {}
+
+    def get(ref: str) -> MapperFn:
+        if ref not in loaded:
+            ckpt = load_mapper(resolve_mapper(models_dir, ref), device=device)
+            loaded[ref] = mapper_function(ckpt.mapper)
+        return loaded[ref]
+
+    return get
+
+
 def stats_path(G: Generator) -> Path:
     return paths.cache_dir() / "directions" / generator_key(G) / "stats.npz"
 
@@ -125,7 +168,7 @@ def load_model_set(mp: ModelPaths, device: torch.device | str = "cpu", *, need_d
 
     G = load_generator(mp, device)
     models = ModelSet(G=G, identities={"generator": str(getattr(G, "source_sha256", ""))},
-                      synthetic=is_synthetic_generator(G))
+                      synthetic=is_synthetic_generator(G), mapper_loader=mapper_loader(mp.models_dir, device))
     if need_directions:
         models.fs3 = gd.load_fs3(fs3_path(mp, G), G)
         models.stats = ensure_stats(G, progress, cancelled)

@@ -107,3 +107,48 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["no-such-command"])
     assert e.value.code == 2
     assert main(["directions", "stats", "--samples", "1"]) == 2
+
+
+def test_edit_builds_a_project_layer_by_layer(prepared: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from styleclip_desktop.document import load_project
+
+    d = prepared["dir"]
+    proj = d / "built.scproj"
+    assert main([*_base(prepared), "edit", "--seed", "5", "--target", "grey hair", "--alpha", "3",
+                 "--beta", "0.01", "-o", str(proj)]) == 0
+    assert main([*_base(prepared), "edit", str(proj), "--target", "a robot", "--alpha", "-4",
+                 "--beta", "0.01", "-o", str(proj)]) == 0
+    doc = load_project(proj)
+    assert [(layer.params.target, layer.alpha) for layer in doc.layers] == [("grey hair", 3.0), ("a robot", -4.0)]
+    assert doc.seed == 5 and doc.synthetic
+    # The project renders through `export` exactly as `edit` renders it directly.
+    assert main([*_base(prepared), "export", str(proj), "-o", str(d / "from_project.png")]) == 0
+    proj1 = d / "one.scproj"
+    assert main([*_base(prepared), "edit", "--seed", "5", "--target", "grey hair", "--alpha", "3",
+                 "--beta", "0.01", "-o", str(proj1)]) == 0
+    assert main([*_base(prepared), "edit", str(proj1), "--target", "a robot", "--alpha", "-4",
+                 "--beta", "0.01", "-o", str(d / "direct.png")]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(d / "from_project.png")),
+                                  np.asarray(Image.open(d / "direct.png")))
+    capsys.readouterr()
+
+
+def test_edit_a_photo_pastes_back(prepared: dict[str, Path]) -> None:
+    from styleclip_desktop.nets.e4e import write_synthetic_e4e
+
+    d = prepared["dir"]
+    e4e = write_synthetic_e4e(d / "e4e.pt", num_ws=8, seed=0)
+    photo = (np.random.RandomState(1).rand(180, 150, 3) * 255).astype(np.uint8)
+    Image.fromarray(photo).save(d / "me.jpg", quality=95)
+    common = [*_base(prepared), "edit", str(d / "me.jpg"), "--landmarks", "55,80,95,80,60,125,90,125",
+              "--e4e", str(e4e), "--target", "grey hair", "--alpha", "6", "--beta", "0.01"]
+    assert main([*common, "-o", str(d / "me_edit.png")]) == 0
+    assert np.asarray(Image.open(d / "me_edit.png")).shape == (180, 150, 3)
+    assert main([*common, "--no-paste-back", "-o", str(d / "me_crop.png")]) == 0
+    assert np.asarray(Image.open(d / "me_crop.png")).shape == (32, 32, 3)
+    assert main([*common, "--no-paste-back", "--preview", "-o", str(d / "me_preview.png")]) == 0
+    assert np.asarray(Image.open(d / "me_preview.png")).shape[0] < 32
+    from styleclip_desktop.export.metadata import read_metadata
+
+    meta = read_metadata(d / "me_edit.png")
+    assert meta["ai_edited"] and meta["layers"][0]["target"] == "grey hair" and meta["source"] == "photo"
