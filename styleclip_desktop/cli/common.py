@@ -175,14 +175,3 @@ def atomic_output(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def save_png(img_hwc: np.ndarray, path: Path, text: dict[str, str] | None = None) -> None:
-    from PIL import Image, PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    for k, v in (text or {}).items():
-        info.add_text(k, v)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
-    with atomic_output(path) as tmp:
-        Image.fromarray(img_hwc).save(tmp, format=fmt, **({"pnginfo": info} if fmt == "PNG" else {}))

@@ -31,29 +31,36 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
-    from styleclip_desktop.nets.stylegan2 import to_uint8
+    from styleclip_desktop.document import Document
+    from styleclip_desktop.export.metadata import build_metadata
+    from styleclip_desktop.export.stills import write_still
 
     common.check_writable(args.output)  # fail before any heavy work
     if args.save_latent:
         common.check_writable(args.save_latent)
     device = common.pick_device(args)
-    G = common.load_generator(args, device)
-    meta = {"StyleCLIP-Desktop": "AI-generated", "seed": str(args.seed), "psi": str(args.psi)}
-    if args.prompt is None:
-        ws = G.broadcast_w(G.sample_w(1, args.seed, args.psi, device=device))
-        message = f"seed {args.seed}"
-    else:
-        ws, message = _from_text(args, G, device)
-        meta.update({"prompt": args.prompt, "steps": str(args.steps), "start": args.start})
-    with torch.no_grad():
-        img = to_uint8(G(ws))[0]
-    common.save_png(img, args.output, meta)
+    engine = common.build_engine(args, device, need_directions=False)
+    try:
+        G = engine.models.G
+        extra: dict[str, object] = {"psi": args.psi}
+        if args.prompt is None:
+            ws = G.broadcast_w(G.sample_w(1, args.seed, args.psi, device=device))
+            message = f"seed {args.seed}"
+        else:
+            ws, message = _from_text(args, G, device)
+            extra.update({"prompt": args.prompt, "steps": args.steps, "start": args.start})
+        latent = ws[0].detach().cpu().numpy().astype(np.float32)
+        doc = Document(latent, seed=args.seed, models=engine.models.identities, synthetic=bool(engine.models.synthetic),
+                       description=f"generated: {message}")
+        pixels = engine.render(doc)
+        write_still(pixels, args.output, build_metadata(doc, models=engine.models.identities,
+                                                        synthetic=bool(engine.models.synthetic), extra=extra))
+    finally:
+        engine.shutdown()
     if args.save_latent:
-        with common.atomic_output(args.save_latent) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, ws[0].cpu().numpy().astype(np.float32))
+        with common.atomic_output(args.save_latent) as tmp, open(tmp, "wb") as f:
+            np.save(f, latent)
     print(f"{message} -> {args.output}")
     return 0
 

@@ -198,7 +198,10 @@ def _cpu_model(model: nn.Module) -> nn.Module:
 
 def is_cached(job: GraphJob, cache_dir: Path | None = None) -> bool:
     """Whether a checked graph for `job` is on disk (nothing is exported)."""
-    folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
+    return _on_disk(job, Path(cache_dir) if cache_dir is not None else onnx_cache_dir())
+
+
+def _on_disk(job: GraphJob, folder: Path) -> bool:
     known = _read_record(folder / f"{job.name}.json")
     target = folder / f"{job.name}.onnx"
     return bool(known and known.get("ok") and target.is_file() and target.stat().st_size == known.get("size"))
@@ -232,7 +235,7 @@ def _ensure_locked(job: GraphJob, folder: Path, report: Progress,
     target = folder / f"{job.name}.onnx"
     record = folder / f"{job.name}.json"
     known = _read_record(record)
-    if is_cached(job, folder) and known is not None:
+    if _on_disk(job, folder) and known is not None:
         report(4, 4, "cached")
         return ExportResult(job.name, target, None, known.get("max_abs_diff"), 0.0, cached=True)
     if known is not None and not known.get("ok") and tamper is None and known.get("ort") == _ort_version():

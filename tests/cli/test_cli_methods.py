@@ -95,8 +95,10 @@ def test_generate_from_a_prompt(env: dict[str, Path], capsys: pytest.CaptureFixt
     assert "CLIP loss" in stdout
     assert _img(out).shape == (32, 32, 3) and np.abs(_img(out) - _img(env["plain"])).max() > 0
     assert np.load(latent).shape == (8, 512)
-    with Image.open(out) as im:
-        assert im.text.get("prompt") == "an old man with a beard"  # type: ignore[attr-defined]
+    from styleclip_desktop.export.metadata import read_metadata
+
+    meta = read_metadata(out)
+    assert meta["prompt"] == "an old man with a beard" and meta["source"] == "seed"
 
 
 def test_mapper_train_then_edit_with_it(env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
