@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit bench installer clean
+.PHONY: run test lint typecheck unit bench installer screenshot clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check styleclip_desktop tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy styleclip_desktop/document styleclip_desktop/methods styleclip_desktop/weights styleclip_desktop/nets
+	$(VENV)/bin/mypy styleclip_desktop
 
 unit: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
@@ -31,6 +31,14 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(VENV)/bin/styleclip-desktop bench --json
+
+# A one-folder desktop bundle, its checksums and a self-test of the frozen app (not part of `make test`).
+installer: $(STAMP)
+	$(PY) build_installer.py --variant cpu
+
+# docs/screenshot.png: the real window under Xvfb (needs Debian's xvfb package).
+screenshot: $(STAMP)
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) tools/screenshot.py
 
 clean:
 	rm -rf build dist *.egg-info
