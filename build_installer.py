@@ -93,11 +93,9 @@ def requirements(meta: AppMetadata, variant: str, cpu_torch: str) -> list[str]:
         reqs.append(req)
     if variant == "cpu" and sys.platform.startswith("linux"):
         m = re.search(r"==\s*(\d+\.\d+)", cpu_torch)
-        vision = TORCHVISION_FOR.get(m.group(1)) if m else None
-        if vision is None:
-            raise SystemExit(f"no torchvision release known for {cpu_torch!r}: pass --cpu-torch with one of "
-                             f"{', '.join('torch==' + v + '.*' for v in TORCHVISION_FOR)}")
-        reqs += [cpu_torch, vision]
+        # Every torchvision release pins one torch release, so an unknown pairing still
+        # resolves, just with pip searching for it.
+        reqs += [cpu_torch, TORCHVISION_FOR.get(m.group(1), "torchvision") if m else "torchvision"]
     return [*reqs, PYINSTALLER]
 
 

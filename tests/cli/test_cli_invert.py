@@ -70,3 +70,17 @@ def test_invert_refusals(setup: dict[str, Path], capsys: pytest.CaptureFixture[s
                "-o", str(d / "y.npy"), "--models-dir", str(d / "empty")])
     assert rc == 1 and "e4e" in capsys.readouterr().err
     assert main([*_base(setup), "invert", str(d / "photo.png"), "-o", str(d / "y.txt")]) == 2
+
+
+def test_invert_finds_a_real_face_offline(setup: dict[str, Path]) -> None:
+    """No detector file and no landmarks: the bundled Haar fallback finds the face."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from styleclip_desktop.faces.detect import haar_available
+
+    if not haar_available():
+        pytest.skip("this OpenCV build has no Haar cascades")
+    d = setup["dir"]
+    Image.fromarray(skimage_data.astronaut()).save(d / "astronaut.png")
+    assert main([*_base(setup), "invert", str(d / "astronaut.png"), "--e4e", str(setup["e4e"]),
+                 "-o", str(d / "astronaut.npy")]) == 0
+    assert np.load(d / "astronaut.npy").shape == (8, 512)
