@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(VENV)/bin/styleclip-desktop
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check styleclip_desktop tests bench
+	$(VENV)/bin/ruff check styleclip_desktop tests bench tools packaging build_installer.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy styleclip_desktop
@@ -33,8 +33,9 @@ bench: $(STAMP)
 	$(VENV)/bin/styleclip-desktop bench --json
 
 # A one-folder desktop bundle, its checksums and a self-test of the frozen app (not part of `make test`).
-installer: $(STAMP)
-	$(PY) build_installer.py --variant cpu
+# build_installer.py makes its own build venv, so it needs only a plain Python.
+installer:
+	$(PYTHON) build_installer.py --variant cpu
 
 # docs/screenshot.png: the real window under Xvfb (needs Debian's xvfb package).
 screenshot: $(STAMP)
