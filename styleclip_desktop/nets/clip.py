@@ -99,8 +99,30 @@ class ClipModel:
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, D) unit-norm embeddings. no_grad rather than inference_mode: the result may meet autograd."""
         with torch.no_grad():
-            features = self.model.encode_text(self.tokenize(texts))
+            features = self._encode_tokens(self.tokenize(texts))
         return F.normalize(features.float(), dim=-1)
+
+    def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The text tower on only as many positions as the longest text uses.
+
+        CLIP's text attention is causal and the embedding is read at the end-of-text token,
+        so the padding after it never influences the result: cutting it gives the same
+        embedding several times faster (a prompt is ~10 tokens of the 77)."""
+        m = self.model
+        used = int((tokens != 0).sum(dim=1).max())
+        if not all(hasattr(m, a) for a in ("token_embedding", "positional_embedding", "attn_mask", "transformer")):
+            return m.encode_text(tokens)  # type: ignore[no-any-return]
+        from open_clip.transformer import text_global_pool
+
+        t = tokens[:, :used].to(self.device)
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(t).to(cast) + m.positional_embedding[:used].to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask[:used, :used])
+        x = m.ln_final(x)
+        x = text_global_pool(x, t, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        if isinstance(m.text_projection, torch.nn.Linear):
+            return m.text_projection(x)  # type: ignore[no-any-return]
+        return x @ m.text_projection  # type: ignore[no-any-return]
 
     def text_embedding(self, text: str) -> np.ndarray:
         """(D,) float32: the unit mean of the unit embeddings of `text` in the 79 templates, cached."""

@@ -41,14 +41,15 @@ def tiny(tiny_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
 
 
 def count_text_forwards(model: C.ClipModel, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts passes through the text tower (its final layer norm runs once per batch)."""
     calls = [0]
-    inner: Callable[..., torch.Tensor] = model.model.encode_text
+    inner: Callable[..., torch.Tensor] = model.model.ln_final.forward
 
     def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
         calls[0] += 1
         return inner(*args, **kwargs)
 
-    monkeypatch.setattr(model.model, "encode_text", counted)
+    monkeypatch.setattr(model.model.ln_final, "forward", counted)
     return calls
 
 
@@ -311,3 +312,19 @@ def test_random_vit_b32_has_the_real_shape(tmp_path: Path) -> None:
     assert C.uses_quick_gelu(m.model)
     assert m.model.visual.positional_embedding.shape == (50, 768)
     assert m.encode_text(["a face"]).shape == (1, 512)
+
+
+def test_truncated_text_tower_matches_the_full_one() -> None:
+    """Cutting the padding after end-of-text must not change any embedding."""
+    import torch
+
+    from styleclip_desktop.nets.clip import ClipModel, build_clip, tiny_clip_state_dict
+
+    clip = ClipModel(build_clip(tiny_clip_state_dict(3)), "t", "cpu")
+    texts = ["a", "a face with grey hair", "a photo of a robot with a very long description of many things"]
+    tokens = clip.tokenize(texts)
+    with torch.no_grad():
+        full = clip.model.encode_text(tokens)
+        cut = clip._encode_tokens(tokens)
+    assert int((tokens != 0).sum(1).max()) < tokens.shape[1]
+    assert torch.allclose(full, cut, atol=1e-5, rtol=1e-5)
