@@ -113,8 +113,9 @@ def _check_qt(root: Path, clock: _Clock, facts: dict[str, str]) -> None:
             with _env(QT_QPA_PLATFORM="offscreen"):
                 app = QApplication([sys.argv[0] if sys.argv else "styleclip-desktop"])
         window = _main_window_check(app, root)
-        # QtCore's version rather than the package's: it is the binding that actually loaded.
-        facts["qt"] = (f"PySide6 {QtCore.__version__} (Qt {QtCore.qVersion()}, {QApplication.platformName()}, "
+        import PySide6
+
+        facts["qt"] = (f"PySide6 {PySide6.__version__} (Qt {QtCore.qVersion()}, {QApplication.platformName()}, "
                        f"{window})")
 
 

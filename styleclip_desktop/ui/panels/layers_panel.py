@@ -35,11 +35,11 @@ from styleclip_desktop.ui.panels.editing import (
 from styleclip_desktop.ui.panels.engine_link import EngineLink
 from styleclip_desktop.ui.panels.layer_row import ROLE_LAYER_ID, LayerList, LayerRow
 from styleclip_desktop.ui.panels.optimization_run import OptimizationRunner
-from styleclip_desktop.ui.panels.widgets import is_alive
+from styleclip_desktop.ui.panels.widgets import DocumentFollower
 from styleclip_desktop.ui.state import EditorState
 
 
-class LayersPanel(QWidget):
+class LayersPanel(DocumentFollower, QWidget):
     def __init__(self, state: EditorState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
@@ -110,24 +110,8 @@ class LayersPanel(QWidget):
     # -- document binding -------------------------------------------------------------
 
     def _bind(self, doc: Document | None) -> None:
-        if self._doc is not None:
-            self._doc.events.modified.disconnect(self._on_modified)
         self.runner.cancel_all()
-        self._doc = doc
-        if doc is not None:
-            doc.events.modified.connect(self._on_modified)
-        self.sync()
-
-    def _on_modified(self, _event: Any) -> None:
-        if not is_alive(self):  # closed while the document lives on: stop listening
-            self._unhook()
-            return
-        self.sync()
-
-    def _unhook(self) -> None:
-        if self._doc is not None:
-            self._doc.events.modified.disconnect(self._on_modified)
-            self._doc = None
+        self.follow(doc)
 
     def _on_engine(self, _engine: Any) -> None:
         self._directions.clear()

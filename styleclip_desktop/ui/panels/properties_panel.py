@@ -34,7 +34,7 @@ from styleclip_desktop.document import (
 )
 from styleclip_desktop.ui.panels.editing import refused_by_lock
 from styleclip_desktop.ui.panels.engine_link import EngineLink
-from styleclip_desktop.ui.panels.widgets import AlphaControl, is_alive
+from styleclip_desktop.ui.panels.widgets import AlphaControl, DocumentFollower
 from styleclip_desktop.ui.state import EditorState
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def document_info(doc: Document | None, engine: Any) -> list[tuple[str, str, boo
     return lines
 
 
-class PropertiesPanel(QWidget):
+class PropertiesPanel(DocumentFollower, QWidget):
     def __init__(self, state: EditorState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
@@ -132,23 +132,7 @@ class PropertiesPanel(QWidget):
         self._bind(state.document)
 
     def _bind(self, doc: Document | None) -> None:
-        if self._doc is not None:
-            self._doc.events.modified.disconnect(self._on_modified)
-        self._doc = doc
-        if doc is not None:
-            doc.events.modified.connect(self._on_modified)
-        self.sync()
-
-    def _on_modified(self, _event: Any) -> None:
-        if not is_alive(self):  # closed while the document lives on: stop listening
-            self._unhook()
-            return
-        self.sync()
-
-    def _unhook(self) -> None:
-        if self._doc is not None:
-            self._doc.events.modified.disconnect(self._on_modified)
-            self._doc = None
+        self.follow(doc)
 
     def current_layer(self) -> Layer | None:
         doc, layer_id = self._doc, self.state.current_layer_id

@@ -35,11 +35,11 @@ from styleclip_desktop.ui.panels.engine_link import EngineLink
 from styleclip_desktop.ui.panels.frames import FramePump
 from styleclip_desktop.ui.panels.playback import advance, frames_due
 from styleclip_desktop.ui.panels.timeline_view import EASING_LABELS, TrackView
-from styleclip_desktop.ui.panels.widgets import is_alive
+from styleclip_desktop.ui.panels.widgets import DocumentFollower
 from styleclip_desktop.ui.state import EditorState
 
 
-class TimelinePanel(QWidget):
+class TimelinePanel(DocumentFollower, QWidget):
     frame_changed = Signal(int)
 
     def __init__(self, state: EditorState, parent: QWidget | None = None) -> None:
@@ -141,25 +141,10 @@ class TimelinePanel(QWidget):
 
     def _bind(self, doc: Document | None) -> None:
         self.pause(render=False)
-        if self._doc is not None:
-            self._doc.events.modified.disconnect(self._on_modified)
-        self._doc = self.view.doc = self.pump.doc = doc
+        self.view.doc = self.pump.doc = doc
         self.frame, self.direction = 0, 1
         self.view.selected = None
-        if doc is not None:
-            doc.events.modified.connect(self._on_modified)
-        self.sync()
-
-    def _on_modified(self, _event: Any) -> None:
-        if not is_alive(self):  # closed while the document lives on: stop listening
-            self._unhook()
-            return
-        self.sync()
-
-    def _unhook(self) -> None:
-        if self._doc is not None:
-            self._doc.events.modified.disconnect(self._on_modified)
-            self._doc = None
+        self.follow(doc)
 
     def _on_current_layer(self, layer_id: str) -> None:
         self.view.current_layer = layer_id

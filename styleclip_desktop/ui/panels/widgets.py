@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from styleclip_desktop.document import LayerParams
+from styleclip_desktop.document import Document, LayerParams
 
 BADGES = {"global_direction": "GD", "mapper": "Mapper", "optimization": "Opt"}
 
@@ -245,3 +246,33 @@ class EditableName(QStackedWidget):
     def _cancel(self) -> None:
         self.edit.setText(self.label.text())
         self.setCurrentWidget(self.label)
+
+
+class DocumentFollower:
+    """Mixin for panels that redraw whenever the open document changes.
+
+    `follow(doc)` moves the listener from the old document to the new one; a panel closed
+    while its document lives on stops listening at the next change."""
+
+    _doc: Document | None = None
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def follow(self, doc: Document | None) -> None:
+        self._unhook()
+        self._doc = doc
+        if doc is not None:
+            doc.events.modified.connect(self._on_modified)
+        self.sync()
+
+    def _on_modified(self, _event: Any) -> None:
+        if not is_alive(self):
+            self._unhook()
+            return
+        self.sync()
+
+    def _unhook(self) -> None:
+        if self._doc is not None:
+            self._doc.events.modified.disconnect(self._on_modified)
+            self._doc = None
