@@ -19,6 +19,15 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ[var] = str(root / sub)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    # The models in tests are tiny: threads gain nothing, and on a shared 2-core machine the
+    # threads of concurrent processes spin against each other (ten times slower, measured).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def synthetic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny format-faithful files (32 px generator in three formats, tiny CLIP)."""
@@ -32,3 +41,11 @@ def tiny_G():  # type: ignore[no-untyped-def]
     from styleclip_desktop.weights.synthetic import tiny_generator
 
     return tiny_generator(32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def clip(synthetic_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The tiny synthetic CLIP, with its own text-embedding cache."""
+    from styleclip_desktop.nets.clip import load_clip
+
+    return load_clip(synthetic_models["clip"], cache_dir=tmp_path_factory.mktemp("text-cache"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import pickle
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 
 from styleclip_desktop.errors import ModelFileError, UserError
 from styleclip_desktop.methods import mapper as mm
-from styleclip_desktop.nets.clip import ClipModel, load_clip
+from styleclip_desktop.nets.clip import ClipModel
 from styleclip_desktop.nets.irse import load_arcface, write_synthetic_arcface
 from styleclip_desktop.nets.mapper import (
     MAPPER_SCALE,
@@ -33,19 +32,6 @@ from styleclip_desktop.weights.synthetic import rosinality_state_dict
 PROMPT = "a face with purple hair"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from threads, and on a shared machine the threads of
-    # concurrent processes spin against each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def clip(synthetic_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> ClipModel:
-    return load_clip(synthetic_models["clip"], cache_dir=tmp_path_factory.mktemp("text-cache"))
 
 
 @pytest.fixture(scope="module")

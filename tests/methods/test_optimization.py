@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,26 +11,13 @@ import torch
 
 from styleclip_desktop.errors import UserError
 from styleclip_desktop.methods import optimization as opt
-from styleclip_desktop.nets.clip import ClipModel, load_clip
+from styleclip_desktop.nets.clip import ClipModel
 from styleclip_desktop.nets.irse import ArcFace, load_arcface, write_synthetic_arcface
 from styleclip_desktop.nets.stylegan2 import Generator, unpack_styles
 
 PROMPT = "a face with purple hair"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from threads, and on a shared machine the threads of
-    # concurrent processes spin against each other (ten times slower, measured).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def clip(synthetic_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> ClipModel:
-    return load_clip(synthetic_models["clip"], cache_dir=tmp_path_factory.mktemp("text-cache"))
 
 
 @pytest.fixture(scope="module")
