@@ -76,8 +76,8 @@ class FileServer:
 
     @property
     def base(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        port = self.httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"  # the server binds loopback only
 
     def add(self, path: str, body: bytes, **options: object) -> Route:
         route = Route(body, **options)  # type: ignore[arg-type]
