@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from styleclip_desktop import paths
-from styleclip_desktop.errors import UserError
+
+# Commands check their outputs and write them atomically exactly as exports do.
+from styleclip_desktop.export.source import check_target as check_writable  # noqa: F401
+from styleclip_desktop.export.source import staged_file as atomic_output  # noqa: F401
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     from styleclip_desktop.nets.stylegan2 import Generator
     from styleclip_desktop.render.engine import Engine
     from styleclip_desktop.render.session import ModelPaths
+
 
 def note(msg: str) -> None:
     print(msg, file=sys.stderr)
@@ -126,52 +125,3 @@ def progress_bar(desc: str, unit: str = "it") -> Callable[[int, int], None]:
             bar["b"].close()
 
     return update
-
-
-def load_wplus(path: Path, num_ws: int, w_dim: int) -> np.ndarray:
-    """A W+ latent from .npy: (L, w_dim) or (1, L, w_dim); (w_dim,) is broadcast to W+."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise UserError(f"latent file not found: {path}") from exc
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable .npy latent ({exc})") from exc
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 1 and arr.shape[0] == w_dim:
-        arr = np.repeat(arr[None], num_ws, 0)
-    if arr.shape != (num_ws, w_dim):
-        raise UserError(f"latent {path.name} has shape {tuple(np.shape(arr))}; this generator needs W+ of "
-                        f"shape ({num_ws}, {w_dim}) or (1, {num_ws}, {w_dim})")
-    if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
-        raise UserError(f"latent {path.name} must hold finite floating-point numbers")
-    return arr.astype(np.float32)
-
-
-def check_writable(path: Path) -> None:
-    """Fail early, before any heavy work, if `path` cannot be written."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"cannot write {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write {path}: folder {parent} is not writable")
-    if path.is_dir():
-        raise UserError(f"cannot write {path}: it is a folder")
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename over it only if the block succeeds."""
-    path = Path(path)
-    check_writable(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

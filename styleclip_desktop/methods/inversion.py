@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from styleclip_desktop.methods.optimization import lr_at
 from styleclip_desktop.nets.e4e import E4E, INPUT_SIZE
 from styleclip_desktop.nets.irse import ArcFace
 
@@ -150,14 +151,6 @@ class _Adam:
             p.grad = None
 
 
-def _lr_at(step: int, total: int, base: float) -> float:
-    """Linear warm-up over the first 5% of steps, cosine ramp-down over the last 25%."""
-    t = step / max(total, 1)
-    ramp = min(1.0, (1.0 - t) / 0.25)
-    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
-    return base * ramp * min(1.0, t / 0.05 + 1.0 / max(total, 1))
-
-
 class _ReconstructionLoss:
     """Pixel MSE at `LOSS_RES`, plus (1 - cosine) of ArcFace identities when given."""
 
@@ -273,7 +266,7 @@ def _project_loop(
     for step in range(steps):
         if _cancelled(cancel):
             return ProjectionResult(_np(best_w), best_loss, step, True, losses)
-        opt.lr = _lr_at(step, steps, lr)
+        opt.lr = lr_at(step, steps, lr)
         loss = loss_fn(G(w))
         if w_l2 > 0:
             loss = loss + w_l2 * (w[0] - start).square().mean()
@@ -379,5 +372,5 @@ def apply_weight_delta(G: nn.Module, delta: Mapping[str, np.ndarray], inplace: b
     with torch.no_grad():
         for n, d in delta.items():
             p = params[n]
-            p.add_(torch.as_tensor(d, dtype=p.dtype, device=p.device).reshape(p.shape))
+            p.add_(torch.tensor(np.asarray(d), dtype=p.dtype, device=p.device).reshape(p.shape))
     return target

@@ -21,15 +21,17 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from styleclip_desktop.errors import UserError
-from styleclip_desktop.nets.clip import ClipModel
 from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, to_uint8, unpack_styles
+
+if TYPE_CHECKING:  # open_clip is slow to import; callers hand in a loaded model
+    from styleclip_desktop.nets.clip import ClipModel
 
 DEFAULT_LR = 0.1
 DEFAULT_LAMBDA_L2 = 0.008

@@ -281,10 +281,6 @@ class Generator(nn.Module):
     def style_dims(self) -> list[int]:
         return [s.dim for s in self.slots]
 
-    @property
-    def conv_slots(self) -> list[StyleSlot]:
-        return [s for s in self.slots if not s.is_torgb]
-
     def _styled_layers(self) -> list[StyledConv | ToRGB]:
         layers: list[StyledConv | ToRGB] = []
         ci = ti = 0

@@ -207,15 +207,13 @@ class Renderer:
             return self.G
         with self._lock:
             if self._tuned is None or self._tuned[0] != key:
-                import copy
+                from styleclip_desktop.methods.inversion import apply_weight_delta
 
-                tuned = copy.deepcopy(self.G)
-                params = dict(tuned.named_parameters())
-                with torch.no_grad():
-                    for name, d in doc.generator_delta.items():
-                        if name not in params or tuple(params[name].shape) != tuple(d.shape):
-                            raise UserError(f"the project's fine-tuned generator does not fit this generator ({name})")
-                        params[name].add_(torch.from_numpy(np.array(d, np.float32)).to(self.device))
+                try:
+                    tuned = apply_weight_delta(self.G, doc.generator_delta or {})
+                except (KeyError, RuntimeError) as exc:
+                    raise UserError("the project's fine-tuned generator does not fit this generator") from exc
+                assert isinstance(tuned, Generator)
                 self._tuned = (key, tuned)
             return self._tuned[1]
 
@@ -322,12 +320,3 @@ class Renderer:
                paste_back: bool = False) -> np.ndarray:
         face = self.faces(doc, [alphas], out_res)[0]
         return self.composite(doc, face) if paste_back else np.array(face)
-
-    def render_batch(self, doc: DocLike, alphas_list: Sequence[Mapping[str, float]], out_res: int | None = None,
-                     paste_back: bool = False, batch: int = 4) -> list[np.ndarray]:
-        """Several alpha settings of one document (timeline frames), synthesized in batches."""
-        out: list[np.ndarray] = []
-        for i in range(0, len(alphas_list), batch):
-            faces = self.faces(doc, alphas_list[i: i + batch], out_res)
-            out += [self.composite(doc, f) if paste_back else np.array(f) for f in faces]
-        return out
