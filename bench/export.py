@@ -72,7 +72,7 @@ def memory_child(fmt: str, frames: int, size: int, mark: int, device: str) -> di
         out = Path(tmp) / f"bench.{fmt}"
         t0 = time.perf_counter()
         result = export_animation(engine, _doc(G), out, AnimationOptions(
-            fps=fps, seconds=(frames - 1) / fps, size=size, crop=True, morph=True), progress=progress)
+            fps=fps, seconds=frames / fps, size=size, crop=True, morph=True), progress=progress)
         seconds = time.perf_counter() - t0
         file_mb = round(out.stat().st_size / 2**20, 2)
     close_frame_source(engine)
@@ -135,7 +135,7 @@ def _throughput(device: Any, res: int, frames: int, repeats: int) -> dict[str, A
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in FORMATS:
             path = Path(tmp) / f"t.{fmt}"
-            opts = AnimationOptions(fps=min(frames - 1, 50), seconds=1.0, size=res, crop=True, morph=True)
+            opts = AnimationOptions(fps=min(frames, 50), seconds=1.0, size=res, crop=True, morph=True)
             t0 = time.perf_counter()
             result = export_animation(engine, doc, path, opts)
             out[f"{fmt}_export_fps"] = round(result.frames / (time.perf_counter() - t0), 3)

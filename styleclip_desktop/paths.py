@@ -42,6 +42,12 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_SLUG, appauthor=False))
 
 
+def demo_models_dir() -> Path:
+    """Where the editor's "Use Synthetic Demo Models" and a bare `models synthesize` write
+    the synthetic models directory (one folder for both, so projects move between them)."""
+    return data_dir() / "demo-models"
+
+
 def resources_dir() -> Path:
     """The read-only `resources/` folder, in a source checkout or inside a frozen bundle."""
     frozen = getattr(sys, "_MEIPASS", None)

@@ -69,19 +69,20 @@ def fs3_path(args: argparse.Namespace, G: Generator) -> Path:
     return session.fs3_path(model_paths(args), G)
 
 
-def stats_path(G: Generator) -> Path:
+def stats_path(G: Generator, args: argparse.Namespace | None = None) -> Path:
     from styleclip_desktop.render import session
 
-    return session.stats_path(G)
+    return session.stats_path(G, models_dir(args) if args is not None else None)
 
 
-def ensure_stats(G: Generator) -> StyleStats:
+def ensure_stats(G: Generator, args: argparse.Namespace | None = None) -> StyleStats:
     from styleclip_desktop.methods.global_directions import STATS_SAMPLES
     from styleclip_desktop.render import session
 
-    if not session.stats_path(G).is_file():
+    mdir = models_dir(args) if args is not None else None
+    if not session.stats_path(G, mdir).is_file():
         note(f"computing style statistics for this generator ({STATS_SAMPLES:,} samples, once)")
-    return session.ensure_stats(G, progress_bar("style statistics"))
+    return session.ensure_stats(G, progress_bar("style statistics"), models_dir=mdir)
 
 
 def build_engine(args: argparse.Namespace, device: torch.device, need_directions: bool = True) -> Engine:

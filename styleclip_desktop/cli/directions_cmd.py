@@ -49,7 +49,7 @@ def run_precompute(args: argparse.Namespace) -> int:
     common.check_writable(args.out)  # fail before any heavy work
     device = common.pick_device(args)
     G = common.load_generator(args, device)
-    stats = common.ensure_stats(G)
+    stats = common.ensure_stats(G, args)
     clip = common.load_clip(args, device)
     fs3 = gd.precompute_fs3(G, clip, stats, args.out, images=args.images, seed=args.seed, batch=args.batch,
                             progress=common.progress_bar("fs3", unit="ch"))

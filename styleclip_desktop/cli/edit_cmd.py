@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         if out_suffix == ".scproj":
             from styleclip_desktop.document import save_project
 
+            # The resolved directions go into the project, which then renders with its
+            # generator alone (no CLIP or fs3 needed to export or animate it).
+            for notice in engine.store_directions(doc):
+                common.note(f"notice: {notice}")
             doc.models = {**engine.models.identities, **dict(doc.models)}
             save_project(doc, args.output)
             print(f"{message}; layer {len(doc.layers)} added -> {args.output}")

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a = sub.add_parser("animate", help="export the project's timeline as MP4, GIF or WebP",
                        description="Render the project's alpha timeline (or, with --morph, every visible layer "
-                       "sweeping in from 0) and write a video. The format follows the extension.")
+                       "sweeping in from 0) and write a video of fps x seconds frames, the first at the start "
+                       "and the last at the end of the sweep. The format follows the extension.")
     a.add_argument("project", type=Path, help="project file (.scproj)")
     a.add_argument("-o", "--output", type=Path, required=True, help="output animation (.mp4, .gif, .webp)")
     a.add_argument("--fps", type=float, help="frames per second, up to 60 (default: the project's timeline)")
@@ -52,19 +53,38 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _open(args: argparse.Namespace) -> tuple[Document, FrameSource, dict[str, str], bool]:
-    """The project, an engine for it, and the identities of the models that will render it."""
-    from styleclip_desktop.document import GlobalDirectionParams, load_project
+    """The project, an engine for it, and the identities of the models that will render it.
+
+    Global-direction layers that carry a ds resolved with this generator render from it,
+    so fs3, statistics and CLIP are loaded only for layers without a usable one."""
+    from styleclip_desktop.document import compare_models, load_project
+    from styleclip_desktop.errors import ModelFileError
     from styleclip_desktop.export.source import open_frame_source
-    from styleclip_desktop.render.session import load_model_set
+    from styleclip_desktop.methods.global_directions import load_fs3
+    from styleclip_desktop.render import stored_directions
+    from styleclip_desktop.render.session import load_directions, load_model_set
 
     if not args.project.is_file():
         raise UserError(f"project not found: {args.project}")
     doc = load_project(args.project)
     device = common.pick_device(args)
-    directions = any(isinstance(layer.params, GlobalDirectionParams) and layer.visible for layer in doc.layers)
-    models = load_model_set(common.model_paths(args), device, need_directions=directions,
-                            progress=common.progress_bar("style statistics"))
-    for message in doc.model_mismatches(models.identities):
+    mp = common.model_paths(args)
+    models = load_model_set(mp, device, need_directions=False)
+    waiting = stored_directions.pending(doc, models)
+    if not waiting and mp.fs3 is not None:
+        # An fs3 named on the command line may be meant to re-resolve the layers: the ones
+        # made with another fs3 are recomputed with it, and only they need CLIP.
+        models.fs3 = load_fs3(mp.fs3, models.G)
+        waiting = stored_directions.pending(doc, models)
+    if waiting:
+        try:
+            load_directions(models, mp, device, progress=common.progress_bar("style statistics"))
+        except ModelFileError as exc:
+            raise ModelFileError(stored_directions.cannot_recompute(waiting, exc)) from exc
+    # Only models that are loaded can differ: CLIP left unloaded because no layer needs it
+    # is not worth a notice.
+    used = {role: digest for role, digest in doc.models.items() if role in models.identities}
+    for message in [*compare_models(used, models.identities), *stored_directions.notices(doc, models)]:
         common.note(f"notice: {message}")
     identities = {k: v for k, v in models.identities.items() if v}
     source = open_frame_source(models, device)

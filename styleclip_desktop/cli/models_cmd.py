@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from styleclip_desktop.errors import UserError
-from styleclip_desktop.paths import models_dir
-
-SYNTHETIC_NOTE = "synthetic demo models — random weights, images will not look like faces"
+from styleclip_desktop.paths import demo_models_dir, models_dir
 
 
 def register(subparsers: Any) -> None:
@@ -45,9 +43,12 @@ def register(subparsers: Any) -> None:
     pa = sub.add_parser("path", help="print the models directory")
     pa.set_defaults(func=_path)
 
-    sy = sub.add_parser("synthesize", help="write tiny random-weight models for demos and tests")
-    sy.add_argument("--out", required=True, metavar="DIR")
-    sy.add_argument("--resolution", type=int, default=64)
+    sy = sub.add_parser("synthesize", help="write a models directory of tiny random-weight models, to tour offline",
+                        description="Write a complete models directory of synthetic files (random weights, "
+                                    "official formats): use it with --models-dir DIR. Without --out it is the "
+                                    "folder the editor's synthetic demo models use.")
+    sy.add_argument("--out", metavar="DIR", help=f"where to write it (default: {demo_models_dir()})")
+    sy.add_argument("--resolution", type=int, default=None, help="generator resolution in pixels (default 64)")
     sy.add_argument("--seed", type=int, default=0)
     sy.set_defaults(func=_synthesize)
 
@@ -108,14 +109,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, str | None]:
 def _list(args: argparse.Namespace) -> int:
     from styleclip_desktop.weights.catalog import MAPPER_GROUP
     from styleclip_desktop.weights.readiness import check_readiness
-    from styleclip_desktop.weights.store import State
+    from styleclip_desktop.weights.store import SYNTHETIC_NOTE, State, read_synthetic_manifest
 
     mdir = _dir(args)
-    r = check_readiness(mdir, overrides=_overrides(args))
+    manifest = read_synthetic_manifest(mdir)
+    overrides = _overrides(args)
+    own_fs3 = (manifest.get("directions") or {}).get("fs3")
+    if own_fs3 and not overrides.get("directions") and (mdir / own_fs3).is_file():
+        overrides["directions"] = str(mdir / own_fs3)  # computed for the synthetic generator
+    r = check_readiness(mdir, overrides=overrides)
     if getattr(args, "json", False):
-        print(json.dumps(r.to_dict(), indent=2))
+        data = r.to_dict()
+        for model_id, st in r.models.items():
+            data["models"][model_id]["synthetic"] = st.synthetic or None
+        print(json.dumps(data, indent=2))
         return 0
     print(f"Models directory: {mdir}")
+    if manifest:
+        print(f"This is a synthetic models directory ({SYNTHETIC_NOTE}); written by "
+              "`styleclip-desktop models synthesize`.")
     groups = r.catalog.required_groups()
     hidden = []
     for e in r.catalog:
@@ -124,6 +136,11 @@ def _list(args: argparse.Namespace) -> int:
             hidden.append(e.id)
             continue
         enables = _feature_list(r.enables(e.id))
+        if st.synthetic:  # never the official title: this is not that file
+            print(f"\n{'present':<8} {e.id}  SYNTHETIC: {st.synthetic}")
+            print(f"         stands in for: {e.id}; {'required for' if e.required else 'enables'}: {enables}")
+            print(f"         {_size(st.size)} · {st.path}")
+            continue
         print(f"\n{st.state.value:<8} {e.id}  {e.title}")
         others = [m.id for m in groups.get(e.group, ()) if m.id != e.id] if e.required else []
         alt = f" (any one of: {', '.join([e.id, *others])})" if others else ""
@@ -151,7 +168,10 @@ def _list(args: argparse.Namespace) -> int:
         ready = [f.name.removeprefix("mapper:") for f in mappers if f.ready]
         print(f"  {'mapper:*':<11} {len(ready)} of {len(mappers)} mappers ready"
               + (f" ({', '.join(ready)})" if ready else ""))
-    if r.missing_required():
+    if manifest:
+        print("\nThe synthetic directory has no face detector: photos are opened with OpenCV's bundled one. "
+              "For real models, use another models directory.")
+    elif r.missing_required():
         print("\nGet the required models with `styleclip-desktop models download --all-required`, "
               "or bring files you already have with `styleclip-desktop models import FILE`.")
     return 0
@@ -167,29 +187,38 @@ def _download(args: argparse.Namespace) -> int:
         print("styleclip-desktop models download: name the models (see `models list`) "
               "or pass --all-required", file=sys.stderr)
         return 2
-    entries = [catalog.get(i) for i in args.ids]
+    # Each item is a list of models that stand in for one another: the first that downloads wins.
+    wanted = [[catalog.get(i)] for i in args.ids]
     if args.all_required:
-        entries += [e for e in required_to_fetch(catalog, mdir) if e not in entries]
-        if not entries:
+        named = {e.id for group in wanted for e in group}
+        for first in required_to_fetch(catalog, mdir):
+            if first.id not in named:
+                wanted.append([m for m in catalog.group(first.group) if m.required])
+        if not wanted:
             print("every required model is already present", file=sys.stderr)
             return 0
     failed = []
-    for e in entries:
-        print(f"{e.id}: {e.title}\n  license: {e.license} <{e.license_url}>", file=sys.stderr)
-        bar = _Bar(e.id)
-        try:
-            res = download_model(e, mdir, progress=bar)
-        except UserError as exc:
+    for group in wanted:
+        for n, e in enumerate(group):
+            print(f"{e.id}: {e.title}\n  license: {e.license} <{e.license_url}>", file=sys.stderr)
+            bar = _Bar(e.id)
+            try:
+                res = download_model(e, mdir, progress=bar)
+            except UserError as exc:
+                bar.close()
+                print(f"styleclip-desktop: error: {exc}", file=sys.stderr)
+                if n + 1 < len(group):
+                    print(f"  trying {group[n + 1].id}, which stands in for it", file=sys.stderr)
+                    continue
+                failed.append(group[0].id if len(group) == 1 else "/".join(m.id for m in group))
+                break
             bar.close()
-            print(f"styleclip-desktop: error: {exc}", file=sys.stderr)
-            failed.append(e.id)
-            continue
-        bar.close()
-        print(f"{e.id}: {'already present' if res.reused else 'downloaded'}: {res.path}")
-        if res.note:
-            print(f"  {res.note}", file=sys.stderr)
+            print(f"{e.id}: {'already present' if res.reused else 'downloaded'}: {res.path}")
+            if res.note:
+                print(f"  {res.note}", file=sys.stderr)
+            break
     if failed:
-        raise UserError(f"{len(failed)} of {len(entries)} downloads failed: {', '.join(failed)}")
+        raise UserError(f"{len(failed)} of {len(wanted)} downloads failed: {', '.join(failed)}")
     return 0
 
 
@@ -252,14 +281,19 @@ def _path(args: argparse.Namespace) -> int:
 
 
 def _synthesize(args: argparse.Namespace) -> int:
-    try:
-        from styleclip_desktop.weights.synthetic import synthesize_all
-    except ModuleNotFoundError as exc:
-        raise UserError("synthetic models are not available in this build") from exc
-    if args.resolution < 8 or args.resolution & (args.resolution - 1):
-        raise UserError("--resolution must be a power of two, at least 8")
-    written = synthesize_all(Path(args.out), resolution=args.resolution, seed=args.seed)
+    from styleclip_desktop.cli.common import progress_bar
+    from styleclip_desktop.render.demo_models import DEFAULT_RESOLUTION, write_demo_models
+    from styleclip_desktop.weights.store import SYNTHETIC_NOTE
+
+    resolution = args.resolution or DEFAULT_RESOLUTION
+    if resolution < 8 or resolution & (resolution - 1) or resolution > 1024:
+        raise UserError("--resolution must be a power of two from 8 to 1024")
+    out = Path(args.out).expanduser() if args.out else demo_models_dir()
+    bar = progress_bar("synthetic models")
+    written = write_demo_models(out, resolution=resolution, seed=args.seed,
+                                progress=lambda done, total, _msg: bar(done, total))
     for key, path in written.items():
         print(f"{key}\t{path}")
     print(f"note: {SYNTHETIC_NOTE}", file=sys.stderr)
+    print(f"use it with: styleclip-desktop --models-dir {out} ...", file=sys.stderr)
     return 0

@@ -63,6 +63,7 @@ from styleclip_desktop.document.params import (
     LAYER_KINDS,
     S_SPACE,
     W_SPACE,
+    DirectionSource,
     GlobalDirectionParams,
     LayerParams,
     MapperParams,
@@ -85,7 +86,7 @@ from styleclip_desktop.document.timeline import EASE_IN_OUT, EASINGS, HOLD, LINE
 from styleclip_desktop.document.undo import UndoStack
 
 __all__ = [
-    "AddLayer", "Alignment", "ArrayDataError", "Autosaver", "Command", "CorruptProjectError",
+    "AddLayer", "Alignment", "ArrayDataError", "Autosaver", "Command", "CorruptProjectError", "DirectionSource",
     "Document", "DocumentCommand", "DocumentError", "EASE_IN_OUT", "EASINGS", "EmitterGroup", "Event",
     "EventEmitter", "EventedModel", "GlobalDirectionParams", "HOLD", "Keyframe", "LAYER_KINDS", "LINEAR",
     "Layer", "LayerParams", "LayerStack", "LockedLayerError", "MacroCommand", "ManifestError",

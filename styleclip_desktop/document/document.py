@@ -255,7 +255,7 @@ class Document(EventedModel):
 
     def _check_params(self, layer: Layer, params: LayerParams, latent_shape: tuple[int, ...] | None = None) -> None:
         shape = self.latent.shape if latent_shape is None else latent_shape
-        for name, array in params.arrays().items():
+        for name, array in params.latent_arrays().items():
             if array is not None and array.shape != shape:
                 raise ValueError(
                     f'the {name} of layer "{layer.name}" has shape {array.shape}, '

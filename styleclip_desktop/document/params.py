@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
@@ -50,6 +51,10 @@ class LayerParams:
     Subclasses set `kind`, `space` (W_SPACE: a W+ offset applied before W+ -> S;
     S_SPACE: a style-space offset applied after), `label` (the method's name for people),
     `_checks` (field -> validator) and list array-valued fields in `_array_fields`.
+    Array fields are shaped like the latent unless listed in `_style_fields` (flat style
+    vectors, whose length only the generator knows). `_derived_fields` are results
+    computed from the others and kept so a render can skip the work; they are not
+    settings, so `settings_json` leaves them out.
     """
 
     kind: ClassVar[str] = ""
@@ -58,6 +63,8 @@ class LayerParams:
     default_alpha: ClassVar[float] = 1.0
     _checks: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     _array_fields: ClassVar[tuple[str, ...]] = ()
+    _style_fields: ClassVar[tuple[str, ...]] = ()
+    _derived_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -85,9 +92,17 @@ class LayerParams:
             if f.name not in self._array_fields
         }
 
+    def settings_json(self) -> dict[str, Any]:
+        """`to_json` without the derived fields: what the user chose, for export records."""
+        return {k: value for k, value in self.to_json().items() if k not in self._derived_fields}
+
     def arrays(self) -> dict[str, np.ndarray | None]:
         """The array-valued fields (stored beside the manifest, not in it)."""
         return {name: getattr(self, name) for name in self._array_fields}
+
+    def latent_arrays(self) -> dict[str, np.ndarray | None]:
+        """The array fields that must have the latent's shape."""
+        return {name: getattr(self, name) for name in self._array_fields if name not in self._style_fields}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -> Self:
@@ -133,10 +148,78 @@ def _seed(value: Any) -> int:
     return seed
 
 
+_MAX_DIGEST = 128
+_MAX_ROLES = 16
+
+
+def _digests(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError("the models a direction was resolved with must map role -> digest")
+    if len(value) > _MAX_ROLES:
+        raise ValueError(f"a direction records at most {_MAX_ROLES} models")
+    out = {}
+    for role, digest in value.items():
+        if len(v.non_empty_text(role)) > _MAX_DIGEST or len(v.non_empty_text(digest)) > _MAX_DIGEST:
+            raise ValueError("a model role or digest in a direction's record is too long")
+        out[role] = digest
+    if "generator" not in out:
+        raise ValueError("a resolved direction must record the generator it was resolved with")
+    return MappingProxyType(out)
+
+
+@dataclass(frozen=True)
+class DirectionSource:
+    """What a stored style direction was resolved from: the layer's inputs as they were,
+    and the digests of the models (role -> digest: "generator" always, "fs3", "stats"
+    and "clip" as known). A stored ds is only good for exactly these."""
+
+    target: str
+    neutral: str
+    beta: float
+    models: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", v.non_empty_text(self.target))
+        object.__setattr__(self, "neutral", v.non_empty_text(self.neutral))
+        object.__setattr__(self, "beta", _beta(self.beta))
+        object.__setattr__(self, "models", _digests(self.models))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "neutral": self.neutral, "beta": self.beta, "models": dict(self.models)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> DirectionSource:
+        if not isinstance(data, Mapping):
+            raise TypeError("ds_source should be an object")
+        missing = {"target", "neutral", "beta", "models"} - set(data)
+        if missing:
+            raise ValueError(f"ds_source lacks {', '.join(sorted(missing))}")
+        return cls(data["target"], data["neutral"], data["beta"], data["models"])
+
+    def describes(self, params: GlobalDirectionParams) -> bool:
+        """Whether this was resolved for `params`' own target, neutral text and beta."""
+        return (self.target, self.neutral, self.beta) == (params.target, params.neutral, params.beta)
+
+
+def _direction_source(value: Any) -> DirectionSource | None:
+    if value is None or isinstance(value, DirectionSource):
+        return value
+    return DirectionSource.from_json(value)
+
+
+# Changing any of these makes a resolved ds describe a different edit.
+_DIRECTION_INPUTS = ("target", "neutral", "beta")
+
+
 @register_layer_kind
 @dataclass(frozen=True, eq=False)
 class GlobalDirectionParams(LayerParams):
-    """A text direction in style space: s' = s + alpha * ds(target, neutral, beta)."""
+    """A text direction in style space: s' = s + alpha * ds(target, neutral, beta).
+
+    `ds`, once resolved, is that direction (S,) as computed with the models recorded in
+    `ds_source`. It travels in the project so that a render needs only the generator: no
+    CLIP, no fs3. The renderer uses it only while `ds_source` matches both the layer and
+    the loaded models."""
 
     kind: ClassVar[str] = "global_direction"
     space: ClassVar[str] = S_SPACE
@@ -146,14 +229,47 @@ class GlobalDirectionParams(LayerParams):
         "target": v.non_empty_text,
         "neutral": v.non_empty_text,
         "beta": _beta,
+        "ds": v.optional_style_array,
+        "ds_source": _direction_source,
     }
+    _array_fields: ClassVar[tuple[str, ...]] = ("ds",)
+    _style_fields: ClassVar[tuple[str, ...]] = ("ds",)
+    _derived_fields: ClassVar[tuple[str, ...]] = ("ds", "ds_source")
 
     target: str
     neutral: str = "a face"
     beta: float = 0.15
+    ds: np.ndarray | None = None
+    ds_source: DirectionSource | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.ds is None) != (self.ds_source is None):
+            raise ValueError("a stored style direction and the record of what it was resolved from go together")
 
     def default_name(self) -> str:
         return self.target
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["ds_source"] = None if self.ds_source is None else self.ds_source.to_json()
+        return out
+
+    def with_changes(self, **changes: Any) -> Self:
+        """As the base, but new text or beta drops the stored direction unless a new one
+        is given with it: a ds is never kept for inputs it was not resolved from."""
+        if "ds" not in changes and "ds_source" not in changes:
+            probe = super().with_changes(**changes)
+            if any(getattr(self, n) != getattr(probe, n) for n in _DIRECTION_INPUTS):
+                changes.update(ds=None, ds_source=None)
+        return super().with_changes(**changes)
+
+    def stored_direction(self) -> tuple[np.ndarray, Mapping[str, str]] | None:
+        """The stored ds and the model digests it was resolved with, when there is one
+        resolved for this layer's current inputs; None otherwise."""
+        if self.ds is None or self.ds_source is None or not self.ds_source.describes(self):
+            return None
+        return self.ds, self.ds_source.models
 
 
 @register_layer_kind

@@ -2,7 +2,8 @@
 
 - `manifest.json`: {"schema": 1, "app": ..., "app_version": ..., "saved_at": ...,
   "document": <see serialize.document_to_data>, "members": {...}} (deflated);
-- `arrays.npz`: the latent, optimization deltas and the generator delta, all float32;
+- `arrays.npz`: the latent, optimization deltas, resolved global directions (ds in S)
+  and the generator delta, all float32;
 - `source.<ext>`: the original photo's bytes, untouched (absent for a latent-only project);
 - `thumbnail.png`: a preview for the open dialog (optional).
 

@@ -22,6 +22,7 @@ from styleclip_desktop.document.errors import ArrayDataError, ManifestError
 from styleclip_desktop.document.layers import Layer
 from styleclip_desktop.document.params import LAYER_KINDS
 from styleclip_desktop.document.timeline import Keyframe, Timeline
+from styleclip_desktop.document.validators import MAX_STYLE_CHANNELS
 
 _MEMBER = re.compile(r"source(\.[a-z0-9]{1,10})?")
 
@@ -245,7 +246,11 @@ def _layer(entry: Any, i: int, arrays: Mapping[str, np.ndarray], latent_shape: t
             layer_arrays[field] = None
             continue
         array = _array(arrays, key, f"{f.where}.arrays.{field}")
-        if array.shape != latent_shape:
+        if field in cls._style_fields:
+            if array.ndim != 1 or not 0 < array.shape[0] <= MAX_STYLE_CHANNELS:
+                raise ArrayDataError(f'the {field} of layer "{name}" should be a flat style vector of at most '
+                                     f"{MAX_STYLE_CHANNELS} channels, got shape {array.shape}")
+        elif array.shape != latent_shape:
             raise ArrayDataError(f'the {field} of layer "{name}" has shape {array.shape}, '
                                  f"but the latent has shape {latent_shape}")
         if not np.isfinite(array).all():

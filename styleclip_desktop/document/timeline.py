@@ -8,11 +8,14 @@ holds. Each keyframe's `easing` shapes the segment that starts at it:
 - "ease-in-out": smoothstep (slow out of one key, slow into the next), still monotone;
 - "hold": keep this key's value until the next keyframe's time, then jump (a step).
 
-Frames: an animation of `duration` seconds at `fps` has
-`frame_count = max(2, floor(duration * fps + 0.5) + 1)` frames. Frame 0 is t = 0 and the
-last frame is exactly t = duration; frame i sits at duration * i / (frame_count - 1),
-which is i / fps whenever duration * fps is a whole number. Both ends are included so
-that an exported animation starts on the unedited face and ends on the full edit.
+Frames: an animation of `duration` seconds at `fps` has `frame_count(duration, fps)`
+frames, duration * fps rounded to the nearest whole number (halves up), at least 1, so
+that it plays for `duration` seconds at `fps`. Frame 0 is t = 0 and the last frame is
+exactly t = duration: frame i sits at duration * i / (n - 1). The sweep thus takes n - 1
+steps of duration / (n - 1) seconds each, slightly more than 1 / fps, so that both ends
+are shown: an exported animation starts on the unedited face and ends on the full edit.
+A single frame shows the end (the full edit). The timeline, the exporters and the GUI's
+playhead all count and place frames with the functions here.
 """
 
 from __future__ import annotations
@@ -109,6 +112,27 @@ def _fps(value: Any) -> float:
     return out
 
 
+def frame_count(duration: float, fps: float) -> int:
+    """How many frames `duration` seconds at `fps` hold (see the module docstring)."""
+    return max(1, math.floor(duration * fps + 0.5))
+
+
+def frame_time(index: int, count: int, duration: float) -> float:
+    """The time in seconds of frame `index` of `count` spread over `duration`."""
+    if not 0 <= index < count:
+        raise IndexError(f"frame {index} is outside 0..{count - 1}")
+    if index == count - 1:
+        return duration  # exact, whatever the division would round to
+    return duration * index / (count - 1)
+
+
+def frame_at(t: float, count: int, duration: float) -> int:
+    """The frame nearest to time `t` (clamped to the animation)."""
+    if count <= 1:
+        return 0
+    return max(0, min(count - 1, round(t / duration * (count - 1))))
+
+
 TrackGuard = Callable[[str], None]
 
 
@@ -157,16 +181,15 @@ class Timeline(EventedModel):
 
     @property
     def frame_count(self) -> int:
-        return max(2, math.floor(self.duration * self.fps + 0.5) + 1)
+        return frame_count(self.duration, self.fps)
 
     def frame_time(self, index: int) -> float:
         """The time in seconds of frame `index` (see the module docstring)."""
-        n = self.frame_count
-        if not 0 <= index < n:
-            raise IndexError(f"frame {index} is outside 0..{n - 1}")
-        if index == n - 1:
-            return self.duration
-        return self.duration * index / (n - 1)
+        return frame_time(index, self.frame_count, self.duration)
+
+    def frame_at(self, t: float) -> int:
+        """The frame nearest to time `t`: where the playhead lands and keyframes snap."""
+        return frame_at(t, self.frame_count, self.duration)
 
     # -- changing --------------------------------------------------------------------
 

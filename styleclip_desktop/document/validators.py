@@ -88,3 +88,19 @@ def latent_array(value: Any) -> np.ndarray:
 
 def optional_latent_array(value: Any) -> np.ndarray | None:
     return None if value is None else frozen_float32(value, ndim=2, what="the latent delta")
+
+
+# A flat style vector (S,) has 9088 channels for a 1024 px StyleGAN2; far more means a
+# damaged or hostile file, not a generator.
+MAX_STYLE_CHANNELS = 1 << 20
+
+
+def optional_style_array(value: Any) -> np.ndarray | None:
+    """A flat style-space vector (S,), e.g. a resolved global direction, or None."""
+    if value is None:
+        return None
+    out = frozen_float32(value, ndim=1, what="the style direction")
+    if out.shape[0] > MAX_STYLE_CHANNELS:
+        raise ValueError(f"the style direction has {out.shape[0]} channels, more than the "
+                         f"{MAX_STYLE_CHANNELS} any generator has")
+    return out

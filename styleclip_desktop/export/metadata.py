@@ -61,7 +61,7 @@ def build_metadata(doc: Any, alphas: Mapping[str, float] | None = None, *,
     for layer in doc.layers:
         alpha = float(alphas.get(layer.id, layer.alpha)) if alphas is not None else float(layer.alpha)
         layers.append({"name": layer.name, "kind": layer.kind, "visible": bool(layer.visible), "alpha": alpha,
-                       **layer.params.to_json()})
+                       **layer.params.settings_json()})
     from_photo = doc.source is not None
     meta: dict[str, Any] = {
         "app": APP_NAME,

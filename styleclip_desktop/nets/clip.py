@@ -38,6 +38,9 @@ SAFETENSORS_HINT = (
     "(Hugging Face repository timm/vit_base_patch32_clip_224.openai)."
 )
 
+# open_clip's name for OpenAI's ViT-B/32 with the activation it was trained with.
+OPENAI_MODEL = "ViT-B-32-quickgelu"
+
 # OpenAI's 80 ImageNet templates without "a photo of many {}.", as StyleCLIP's global directions use them.
 IMAGENET_TEMPLATES: tuple[str, ...] = (
     "a bad photo of a {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
@@ -224,7 +227,9 @@ def load_clip(source: str | os.PathLike[str], device: str | torch.device = "cpu"
     """"openai" (open_clip's download) or a local .safetensors / .bin / .pt file, including OpenAI's own."""
     if isinstance(source, str) and source == "openai":
         try:
-            model = open_clip.create_model_and_transforms("ViT-B-32", pretrained="openai", device=device)[0]
+            # The "-quickgelu" name: open_clip 3.x builds plain "ViT-B-32" with GELU even for the
+            # openai tag (it only warns), and OpenAI's weights give wrong embeddings under GELU.
+            model = open_clip.create_model_and_transforms(OPENAI_MODEL, pretrained="openai", device=device)[0]
         except Exception as e:
             detail = " ".join(str(e).split())[:300]
             raise ModelFileError(f"Could not get OpenAI CLIP ViT-B/32 through open_clip ({detail}). Connect "
@@ -314,8 +319,15 @@ def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def tiny_clip_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A small random CLIP in OpenAI's layout: real tokenizer, real 512-d embeddings, instant to run."""
+def tiny_clip_state_dict(seed: int = 0, shared_rank: int | None = None) -> dict[str, torch.Tensor]:
+    """A small random CLIP in OpenAI's layout: real tokenizer, real 512-d embeddings, instant to run.
+
+    `shared_rank` makes both towers project into one shared subspace of that dimension.
+    Trained CLIP's image and text embeddings share a space of low effective dimension, which
+    is what gives global directions channels whose relevance reaches the published β range
+    (0.08-0.3). Independent full-rank random projections make every relevance a random
+    number of size about 1/sqrt(512) = 0.044, so no published β would keep a channel.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIP(
@@ -324,7 +336,13 @@ def tiny_clip_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
             text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=2),
             quick_gelu=True,
         )
-    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        if shared_rank is not None:
+            basis = torch.linalg.qr(torch.randn(512, shared_rank))[0].T  # (rank, 512), orthonormal rows
+            for key in ("visual.proj", "text_projection"):
+                width = sd[key].shape[0]
+                sd[key] = (torch.randn(width, shared_rank) @ basis / width ** 0.5).contiguous()
+    return sd
 
 
 def random_vit_b32(device: str | torch.device = "cpu", seed: int = 0,

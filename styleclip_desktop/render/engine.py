@@ -29,7 +29,7 @@ import torch
 
 from styleclip_desktop.errors import Cancelled, UserError
 from styleclip_desktop.methods import global_directions as gd
-from styleclip_desktop.render import onnx_export
+from styleclip_desktop.render import onnx_export, stored_directions
 from styleclip_desktop.render.backends import OnnxBackend, TorchBackend, cuda_usable, is_out_of_memory
 from styleclip_desktop.render.pipeline import ModelSet, Renderer, array_key
 from styleclip_desktop.render.state import RenderState, snapshot
@@ -343,6 +343,11 @@ class Engine:
         channels = int((r >= beta).sum())
         error = None if channels else str(gd.BetaTooHighError(largest))
         return DirectionInfo(channels, largest, error)
+
+    def store_directions(self, doc: Document) -> list[str]:
+        """Keep each global-direction layer's resolved ds in `doc`, so the saved project
+        renders without CLIP or fs3; returns notices (see `stored_directions.store`)."""
+        return stored_directions.store(doc, self.renderer)
 
     # --- lifetime ------------------------------------------------------------------------
 

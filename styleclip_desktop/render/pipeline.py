@@ -9,7 +9,9 @@ order, then synthesis, then optional paste-back into the source photo.
 Every method takes a `Document` or a `RenderState` snapshot of one (they read the same
 attributes). Each stage is cached by content: text -> CLIP embedding,
 (text, neutral, beta) -> ds, W+ -> S, and (S, resolution) -> frame, so moving one
-layer's alpha recomputes only that layer's term and the synthesis.
+layer's alpha recomputes only that layer's term and the synthesis. A global-direction
+layer that carries its ds, resolved with these models, skips CLIP and fs3 altogether
+(see `stored_directions`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from styleclip_desktop.document import GlobalDirectionParams, MapperParams, Opti
 from styleclip_desktop.errors import ModelFileError, UserError
 from styleclip_desktop.methods import global_directions as gd
 from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, to_uint8, unpack_styles
+from styleclip_desktop.render import stored_directions
 from styleclip_desktop.render.state import delta_key
 
 if TYPE_CHECKING:
@@ -146,6 +149,7 @@ class Renderer:
         self.photos: LRUCache[str, np.ndarray] = LRUCache(2)
         self._tuned: tuple[str, Generator] | None = None
         self._delta_keys: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+        self._digests: tuple[tuple[int, int, int], dict[str, str]] | None = None
         self._lock = threading.RLock()
 
     # --- pieces --------------------------------------------------------------------------
@@ -184,6 +188,30 @@ class Renderer:
         d = gd.style_direction(m.fs3, dt, m.stats.std, gd.conv_channel_index(self.G), beta)
         self.directions.put(key, d)
         return d
+
+    def can_resolve(self) -> bool:
+        """Whether these models can compute a global direction (CLIP, fs3 and statistics)."""
+        m = self.models
+        return m.clip is not None and m.fs3 is not None and m.stats is not None
+
+    def direction_digests(self) -> dict[str, str]:
+        """The loaded models' digests that a stored ds is checked against (computed once
+        per set of loaded models: hashing a 1024 px fs3 takes a few tens of ms)."""
+        m = self.models
+        loaded = (id(m.fs3), id(m.stats), id(m.clip))
+        with self._lock:
+            if self._digests is None or self._digests[0] != loaded:
+                self._digests = (loaded, stored_directions.model_digests(m))
+            return self._digests[1]
+
+    def layer_direction(self, p: GlobalDirectionParams) -> np.ndarray:
+        """A global-direction layer's ds: the stored one while it fits these models and the
+        layer's inputs, else computed (which needs CLIP and fs3)."""
+        if p.ds is not None:  # hashing the models is only worth it when there is a ds to check
+            digests, size = self.direction_digests(), stored_directions.style_size(self.models)
+            if stored_directions.check(p, digests, size).usable:
+                return p.ds.copy()  # the document's arrays are read-only, which torch warns about
+        return self.direction(p.target, p.neutral, p.beta).ds
 
     def generator_key(self, doc: DocLike) -> str:
         """Content hash of the document's generator delta ("" without one), hashed once per delta object."""
@@ -252,7 +280,7 @@ class Renderer:
             alpha = _alpha(layer, alphas)
             p = layer.params
             if layer.visible and alpha != 0.0 and isinstance(p, GlobalDirectionParams):
-                s = gd.apply_direction(s, self.direction(p.target, p.neutral, p.beta).ds, alpha)
+                s = gd.apply_direction(s, self.layer_direction(p), alpha)
         return s
 
     def synthesize(self, doc: DocLike, s_flat: torch.Tensor, out_res: int | None = None) -> np.ndarray:

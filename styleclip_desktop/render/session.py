@@ -73,10 +73,16 @@ def generator_key(G: Generator) -> str:
     return str(getattr(G, "source_sha256", "unknown"))[:16]
 
 
+def directions_dir(models_dir: Path, G: Generator) -> Path:
+    """Where a models directory keeps what was computed for one generator of its own
+    (fs3 and style statistics; `models synthesize` writes both there)."""
+    return models_dir / "directions" / generator_key(G)
+
+
 def fs3_path(mp: ModelPaths, G: Generator) -> Path:
     if mp.fs3 is not None:
         return mp.fs3
-    own = mp.models_dir / "directions" / generator_key(G) / "fs3.npy"
+    own = directions_dir(mp.models_dir, G) / "fs3.npy"
     if own.is_file():
         return own
     found = locate(mp.models_dir, "fs3-ffhq")
@@ -131,7 +137,12 @@ def mapper_loader(models_dir: Path, device: torch.device | str = "cpu") -> Calla
     return get
 
 
-def stats_path(G: Generator) -> Path:
+def stats_path(G: Generator, models_dir: Path | None = None) -> Path:
+    """The models directory's statistics for G when it has them, else the cached ones."""
+    if models_dir is not None:
+        own = directions_dir(models_dir, G) / "stats.npz"
+        if own.is_file():
+            return own
     return paths.cache_dir() / "directions" / generator_key(G) / "stats.npz"
 
 
@@ -148,9 +159,9 @@ def load_clip(mp: ModelPaths, device: torch.device | str = "cpu"):  # type: igno
 
 
 def ensure_stats(G: Generator, progress: Progress | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> gd.StyleStats:
+                 cancelled: Callable[[], bool] | None = None, models_dir: Path | None = None) -> gd.StyleStats:
     """Style statistics for G: cached per generator, computed once (about a minute at 1024px)."""
-    path = stats_path(G)
+    path = stats_path(G, models_dir)
     if path.is_file():
         try:
             return gd.StyleStats.load(path, G)
@@ -170,8 +181,16 @@ def load_model_set(mp: ModelPaths, device: torch.device | str = "cpu", *, need_d
     models = ModelSet(G=G, identities={"generator": str(getattr(G, "source_sha256", ""))},
                       synthetic=is_synthetic_generator(G), mapper_loader=mapper_loader(mp.models_dir, device))
     if need_directions:
-        models.fs3 = gd.load_fs3(fs3_path(mp, G), G)
-        models.stats = ensure_stats(G, progress, cancelled)
-        models.clip = load_clip(mp, device)
-        models.identities["clip"] = str(models.clip.model_hash)
+        load_directions(models, mp, device, progress=progress, cancelled=cancelled)
     return models
+
+
+def load_directions(models: ModelSet, mp: ModelPaths, device: torch.device | str = "cpu", *,
+                    progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> None:
+    """Add fs3, statistics and CLIP to `models`: for callers that learn only once the
+    generator is loaded whether they need them (a project whose layers carry their ds)."""
+    G = models.G
+    models.fs3 = gd.load_fs3(fs3_path(mp, G), G)
+    models.stats = ensure_stats(G, progress, cancelled, mp.models_dir)
+    models.clip = load_clip(mp, device)
+    models.identities["clip"] = str(models.clip.model_hash)

@@ -62,7 +62,8 @@ def load_engine(source: ModelSource, progress: Callable[[int, int, str], None],
         step(1, "Loading the global-direction matrix…")
         models.fs3 = gd.load_fs3(session.fs3_path(mp, G), G)
         step(2, "Style statistics…")
-        models.stats = session.ensure_stats(G, lambda d, t: progress(d, t, "Style statistics…"), cancelled)
+        models.stats = session.ensure_stats(G, lambda d, t: progress(d, t, "Style statistics…"), cancelled,
+                                            mp.models_dir)
         step(3, "Loading CLIP…")
         models.clip = session.load_clip(mp, device)
         models.identities["clip"] = str(models.clip.model_hash)

@@ -23,14 +23,10 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int, str], None]
 
 DEMO_LABEL = "synthetic demo — random weights, not faces"
-DEMO_GENERATOR = "synthetic-stylegan2-ada.pkl"
-DEMO_CLIP = "synthetic-clip-vit.safetensors"
-DEMO_FS3 = "synthetic-fs3.npy"
-DEMO_E4E = "synthetic-e4e.pt"
 
 
 def demo_dir() -> Path:
-    return paths.data_dir() / "demo-models"
+    return paths.demo_models_dir()
 
 
 @dataclass(frozen=True)
@@ -57,8 +53,9 @@ class ModelSource:
 
     @classmethod
     def demo_in(cls, folder: Path, device: str = "auto") -> ModelSource:
-        return cls(folder, folder / DEMO_GENERATOR, str(folder / DEMO_CLIP), folder / DEMO_FS3, folder / DEMO_E4E,
-                   device, demo=True)
+        """The synthetic models directory: an ordinary models directory, found through the
+        catalog like any other, so the command line reads it with `--models-dir`."""
+        return cls(folder, device=device, demo=True)
 
     @property
     def explicit(self) -> bool:
@@ -87,7 +84,13 @@ class ModelSource:
 
 
 def demo_ready(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in (DEMO_GENERATOR, DEMO_CLIP, DEMO_FS3, DEMO_E4E))
+    """A complete synthetic directory: its manifest and every file it lists."""
+    from styleclip_desktop.weights.store import read_synthetic_manifest
+
+    manifest = read_synthetic_manifest(folder)
+    files = [str(f.get("filename", "")) for f in manifest.get("files", {}).values() if isinstance(f, dict)]
+    extra = [str(v) for k, v in (manifest.get("directions") or {}).items() if k in ("fs3", "stats")]
+    return bool(files) and all(name and (folder / name).is_file() for name in files + extra)
 
 
 def _locate(models_dir: Path, group: str) -> Path | None:
@@ -118,36 +121,11 @@ def choose_source(args: argparse.Namespace | None, use_demo: bool) -> ModelSourc
 
 
 def create_demo_models(folder: Path, resolution: int = 256, seed: int = 0,
-                       progress: ProgressCallback | None = None) -> ModelSource:
-    """Write the synthetic demo set: a tiny random generator, a tiny CLIP, an e4e encoder
-    and a relevance matrix, all random. Runs on a background thread (imports torch)."""
-    import numpy as np
+                       progress: ProgressCallback | None = None,
+                       cancelled: Callable[[], bool] | None = None) -> ModelSource:
+    """Write the synthetic models directory (the same one `models synthesize` writes).
+    Runs on a background thread (imports torch)."""
+    from styleclip_desktop.render.demo_models import write_demo_models
 
-    from styleclip_desktop.methods import global_directions as gd
-    from styleclip_desktop.nets.e4e import write_synthetic_e4e
-    from styleclip_desktop.render import session
-    from styleclip_desktop.weights.synthetic import synthesize_all
-
-    report = progress or (lambda done, total, message: None)
-    folder.mkdir(parents=True, exist_ok=True)
-    report(0, 4, "writing the synthetic generator and CLIP")
-    written = synthesize_all(folder, resolution=resolution, seed=seed)
-    for kind, path in written.items():
-        if kind not in ("stylegan2-ada-pkl", "clip"):
-            path.unlink(missing_ok=True)  # the demo needs one generator format
-    source = ModelSource.demo_in(folder)
-    report(1, 4, "writing the synthetic photo encoder")
-    G = session.load_generator(source.model_paths())
-    write_synthetic_e4e(folder / DEMO_E4E, num_ws=G.num_ws, seed=seed)
-    report(2, 4, "style statistics")
-    stats = gd.compute_style_stats(G, samples=4000)
-    stats.save(session.stats_path(G))
-    report(3, 4, "relevance matrix")
-    # A random relevance matrix: the demo CLIP and generator are random too, so a
-    # precomputed one would mean no more, and this takes no time.
-    rng = np.random.default_rng(seed)
-    fs3 = rng.standard_normal((len(gd.conv_channel_index(G)), 512)).astype(np.float32)
-    fs3 /= np.linalg.norm(fs3, axis=1, keepdims=True)
-    np.save(folder / DEMO_FS3, fs3)
-    report(4, 4, "done")
-    return source
+    write_demo_models(folder, resolution=resolution, seed=seed, progress=progress, cancelled=cancelled)
+    return ModelSource.demo_in(folder)

@@ -273,7 +273,7 @@ class ModelWizard(QDialog):
                 report(done, total)
                 call_in_ui(lambda: self.progress_text.setText(f"Synthetic demo models: {message}"))
 
-            return create_demo_models(folder, resolution=resolution, progress=step)
+            return create_demo_models(folder, resolution=resolution, progress=step, cancelled=cancel.is_set)
 
         def done(source: ModelSource) -> None:
             self.demo_chosen.emit(source)

@@ -183,6 +183,7 @@ class ProjectController(QObject):
     def _save_to(self, path: Path) -> bool:
         doc = self.state.document
         assert doc is not None
+        self._store_directions(doc)
         try:
             save_project(doc, path, thumbnail=png_thumbnail(self.state.image))
         except (ProjectFileError, OSError, ValueError) as exc:
@@ -192,6 +193,20 @@ class ProjectController(QObject):
             self.autosaver.discard()
         self.add_recent(path)
         return True
+
+    def _store_directions(self, doc: Document) -> None:
+        """Put each text layer's resolved direction into the document before it is
+        saved, so the project opens and exports where CLIP and fs3 are not."""
+        store = getattr(self.state.engine, "store_directions", None)
+        if store is None:
+            return
+        try:
+            notices = store(doc)
+        except Exception:  # a project saved without its directions still opens as before
+            log.warning("could not store the global directions in the project", exc_info=True)
+            return
+        for notice in notices:
+            self.notice.emit(notice[0].upper() + notice[1:] + ".")
 
     # -- autosave and recovery -----------------------------------------------------------
 

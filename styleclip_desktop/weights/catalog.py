@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from styleclip_desktop.errors import UserError
 from styleclip_desktop.paths import resources_dir
@@ -71,13 +71,18 @@ class ModelEntry:
         return (self.filename, *self.alt_filenames)
 
     @property
-    def download_urls(self) -> tuple[str, ...]:
+    def download_sources(self) -> tuple[Source, ...]:
         """Every place to try, best first: the main URL, its mirrors, then Google Drive."""
         urls = [self.url] if self.url else []
         urls += self.alternate_urls
+        out = [Source(u, source_label(u)) for u in urls]
         for file_id in self.gdrive_ids:
-            urls += gdrive_urls(file_id)
-        return tuple(urls)
+            out += [Source(u, f"gdrive:{file_id}") for u in gdrive_urls(file_id)]
+        return tuple(out)
+
+    @property
+    def download_urls(self) -> tuple[str, ...]:
+        return tuple(s.url for s in self.download_sources)
 
     @property
     def via_huggingface(self) -> bool:
@@ -86,6 +91,21 @@ class ModelEntry:
     @property
     def uses_gdrive(self) -> bool:
         return bool(self.gdrive_ids)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place a model is published. `label` names the copy: Google Drive's two endpoints
+    serve one copy, while different hosts may serve different (equally good) files, so a
+    checksum recorded from one copy only ever checks that copy."""
+
+    url: str
+    label: str
+
+
+def source_label(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
 
 
 @dataclass(frozen=True)

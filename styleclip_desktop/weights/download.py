@@ -7,6 +7,17 @@ Only a complete file whose SHA-256 (when one is known) and content check pass is
 into place, atomically; anything else goes to `quarantine/` with a message saying why.
 A lock file keeps two processes from writing the same model: the second one waits and
 then finds the finished file.
+
+A model may be published in several places. Every source is tried in order, whatever went
+wrong with the one before (an HTTP error, a Drive quota page, a Git LFS pointer, a
+truncated or wrong file), and the download fails only when all have, with one line per
+source saying what it answered. A `.part` file belongs to the source it came from: it is
+resumed from that source first and never appended to by another.
+
+$STYLECLIP_DOWNLOAD_MIRROR=http://host:port[/prefix] sends every request for
+https://HOST/PATH (and, for CLIP, the Hugging Face hub unless $HF_ENDPOINT says otherwise) to http://host:port[/prefix]/HOST/PATH instead, redirects and Drive's
+confirm forms included: a company mirror that keeps the hosts' paths, or the rehearsal of
+the real hosts that the tests run on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,10 +30,10 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -31,6 +42,7 @@ from filelock import FileLock, Timeout
 from styleclip_desktop import __version__
 from styleclip_desktop.errors import Cancelled, ModelFileError, UserError
 from styleclip_desktop.weights import gdrive
+from styleclip_desktop.weights.catalog import Source, source_label
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +53,20 @@ Validator = Callable[[Path], None]
 CHUNK = 1 << 20
 _MAX_HTML = 2 << 20
 _USER_AGENT = f"styleclip-desktop/{__version__}"
+_MAX_HOPS = 12  # redirects and Drive confirm pages together
+MIRROR_ENV = "STYLECLIP_DOWNLOAD_MIRROR"
 
 
 class DownloadError(UserError):
     """The file could not be fetched from any of its sources."""
+
+    def __init__(self, message: str, failures: Sequence[tuple[Source, str]] = ()) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)  # (source, what it answered), in the order tried
+
+
+class DiskFull(UserError):
+    """No other source can help: the disk is full."""
 
 
 class ChecksumMismatch(ModelFileError):
@@ -66,10 +88,36 @@ class DownloadResult:
     transferred: int  # bytes received over the network by this call
     resumed_from: int  # bytes that were already in the .part file
     reused: bool  # the file was already complete (perhaps finished by another process)
+    source: str = ""  # the label of the source it came from ("" when reused)
 
 
 def part_path(target: Path) -> Path:
     return target.with_name(target.name + ".part")
+
+
+def _part_source_path(target: Path) -> Path:
+    return target.with_name(target.name + ".part.source")
+
+
+def mirror_base() -> str:
+    return os.environ.get(MIRROR_ENV, "").strip().rstrip("/")
+
+
+def mirrored(url: str) -> str:
+    """The URL actually requested for `url` (see $STYLECLIP_DOWNLOAD_MIRROR)."""
+    base = mirror_base()
+    parts = urlsplit(url)
+    if not base or parts.scheme != "https" or not parts.netloc:
+        return url  # published sources are https; anything else is already the mirror's own
+    return f"{base}/{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def unmirrored(url: str) -> str:
+    """The published URL behind a mirrored one (the mirror may answer with its own URLs)."""
+    base = mirror_base()
+    if base and url.startswith(base + "/"):
+        return "https://" + url[len(base) + 1:]
+    return url
 
 
 def lock_path(target: Path) -> Path:
@@ -116,16 +164,20 @@ def quarantine(path: Path, target: Path, tag: str) -> Path:
     return dest
 
 
-def download_file(urls: str | Sequence[str], target: str | os.PathLike[str], *,
-                  sha256: str | None = None, size: int | None = None,
-                  progress: ProgressFn | None = None, cancel: CancelToken = None,
+def download_file(urls: str | Source | Sequence[str | Source], target: str | os.PathLike[str], *,
+                  sha256: str | None = None, source_hashes: Mapping[str, str] | None = None,
+                  size: int | None = None, progress: ProgressFn | None = None, cancel: CancelToken = None,
                   validate: Validator | None = None, session: requests.Session | None = None,
                   timeout: tuple[float, float] = (15.0, 60.0), retries: int = 3,
                   retry_wait: float = 2.0, what: str | None = None) -> DownloadResult:
-    """Fetch `target` from the first of `urls` that works; see the module docstring."""
+    """Fetch `target` from the first of `urls` that gives the right file; see the module docstring.
+
+    `sha256` is a published checksum every source must match; `source_hashes` maps a
+    source's label to the checksum recorded from that source alone.
+    """
     target = Path(target)
-    url_list = [urls] if isinstance(urls, str) else list(urls)
-    if not url_list:
+    sources = _as_sources(urls)
+    if not sources:
         raise DownloadError(f"no download source is known for {what or target.name}; "
                             "import the file with `models import`")
     name = what or target.name
@@ -145,21 +197,59 @@ def download_file(urls: str | Sequence[str], target: str | os.PathLike[str], *,
         done = _reuse_existing(target, sha256, size, validate, cancel, name)
         if done is not None:
             return done
-        errors: list[str] = []
-        for url in url_list:
+        failures: list[tuple[Source, str]] = []
+        last: UserError | None = None
+        for src in _resume_first(sources, target):
+            expect = sha256 or (source_hashes or {}).get(src.label)
+            _claim_part(target, src)
             try:
-                return _fetch(sess, url, target, sha256, size, progress, cancel, validate, timeout,
+                return _fetch(sess, src, target, expect, size, progress, cancel, validate, timeout,
                               retries, retry_wait, name)
-            except DownloadError as exc:
-                log.info("source failed for %s: %s", name, exc)
-                errors.append(str(exc))
-        if len(errors) == 1:
-            raise DownloadError(errors[0])
-        raise DownloadError(f"every source for {name} failed; last: {errors[-1]}")
+            except (Cancelled, DiskFull):
+                raise
+            except UserError as exc:  # this source failed; the next may not
+                log.info("source %s failed for %s: %s", src.url, name, exc)
+                failures.append((src, " ".join(str(exc).split())))
+                last = exc
+        if len(failures) == 1 and last is not None:
+            raise last
+        lines = "\n".join(f"  {_host(src.url)}: {why}" for src, why in failures)
+        raise DownloadError(f"every source for {name} failed ({len(failures)} tried):\n{lines}", failures)
     finally:
         if own:
             sess.close()
         lock.release()
+
+
+def _as_sources(urls: str | Source | Sequence[str | Source]) -> list[Source]:
+    items: Sequence[str | Source] = [urls] if isinstance(urls, str | Source) else urls
+    return [u if isinstance(u, Source) else Source(u, source_label(u)) for u in items]
+
+
+def _resume_first(sources: list[Source], target: Path) -> list[Source]:
+    """The source an interrupted download came from goes first, so its bytes are resumed."""
+    try:
+        label = _part_source_path(target).read_text(encoding="utf-8").strip()
+    except OSError:
+        return sources
+    return sorted(sources, key=lambda s: s.label != label)  # stable: the rest keep their order
+
+
+def _claim_part(target: Path, src: Source) -> None:
+    """A `.part` left by another source is not this source's file: start this one afresh."""
+    part, marker = part_path(target), _part_source_path(target)
+    try:
+        owner = marker.read_text(encoding="utf-8").strip()
+    except OSError:
+        owner = src.label if part.exists() else ""  # a .part from before sources were recorded
+    if part.exists() and owner != src.label:
+        log.info("discarding %s (%d bytes from %s) before downloading from %s",
+                 part, part.stat().st_size, owner, src.label)
+        part.unlink()
+    try:
+        marker.write_text(src.label + "\n", encoding="utf-8")
+    except OSError:
+        pass  # only costs the resume order next time
 
 
 def _new_session() -> requests.Session:
@@ -191,9 +281,10 @@ def _reuse_existing(target: Path, sha256: str | None, size: int | None, validate
     return None
 
 
-def _fetch(sess: requests.Session, url: str, target: Path, sha256: str | None, size: int | None,
+def _fetch(sess: requests.Session, src: Source, target: Path, sha256: str | None, size: int | None,
            progress: ProgressFn | None, cancel: CancelToken, validate: Validator | None,
            timeout: tuple[float, float], retries: int, retry_wait: float, name: str) -> DownloadResult:
+    url = src.url
     part = part_path(target)
     received = [0]  # survives the attempts that end in _Retry
     resumed_from = part.stat().st_size if part.exists() else 0
@@ -228,7 +319,8 @@ def _fetch(sess: requests.Session, url: str, target: Path, sha256: str | None, s
         raise ModelFileError(f"the download of {name} is not the expected file ({problem}); "
                              f"it was moved to {moved}")
     os.replace(part, target)
-    return DownloadResult(target, digest, written, received[0], resumed_from, False)
+    _part_source_path(target).unlink(missing_ok=True)
+    return DownloadResult(target, digest, written, received[0], resumed_from, False, src.label)
 
 
 def _transfer(sess: requests.Session, url: str, part: Path, size: int | None,
@@ -313,31 +405,39 @@ def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
 
 def _open(sess: requests.Session, url: str, have: int, timeout: tuple[float, float],
           name: str) -> requests.Response:
-    """GET `url` (from byte `have`), following Google Drive's confirm pages."""
-    for _hop in range(4):
+    """GET `url` (from byte `have`), following redirects and Google Drive's confirm pages.
+
+    Redirects are followed here, not by requests, so that every hop goes through the mirror
+    and a relative Location resolves against the published URL."""
+    for _hop in range(_MAX_HOPS):
         # identity encoding keeps byte offsets meaningful for Range
         headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
         try:
-            resp = sess.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True)
+            resp = sess.get(mirrored(url), headers=headers, stream=True, timeout=timeout,
+                            allow_redirects=False)
         except requests.Timeout as exc:
             raise _Retry(f"{_host(url)} did not answer within {timeout[1]:.0f} s") from exc
         except requests.ConnectionError as exc:
             raise DownloadError(f"cannot reach {_host(url)} to download {name} "
                                 "(no network connection, or the server is down)") from exc
+        if resp.is_redirect and resp.headers.get("Location"):
+            url = urljoin(url, unmirrored(resp.headers["Location"]))
+            resp.close()
+            continue
         if resp.status_code in (200, 206, 416) and not _is_html(resp):
             return resp
         body = _read_text(resp)
         resp.close()
         if _is_html(resp) or resp.status_code in (403, 429):
             cookies = {c.name: c.value or "" for c in resp.cookies}
-            nxt = gdrive.next_drive_url(resp.url or url, body, cookies)
+            nxt = gdrive.next_drive_url(url, body, cookies)
             if nxt is not None and resp.status_code in (200, 206):
-                url = nxt
+                url = unmirrored(nxt)
                 continue
             if gdrive.is_quota_page(body) or (resp.status_code == 429 and "google" in _host(url)):
                 raise gdrive.DriveQuotaExceeded(name)
         raise _http_error(resp.status_code, url, name)
-    raise DownloadError(f"{_host(url)} kept sending confirmation pages instead of {name}; "
+    raise DownloadError(f"{_host(url)} kept sending redirects or confirmation pages instead of {name}; "
                         "download it in a browser and import it with `models import`")
 
 
@@ -362,7 +462,7 @@ def _disk_error(exc: OSError, part: Path, total: int | None, done: int) -> Excep
     if exc.errno == errno.ENOSPC:
         need = f" (about {(total - done) / 1e6:.0f} MB more are needed)" if total else ""
         free = shutil.disk_usage(part.parent).free if part.parent.exists() else 0
-        return UserError(f"the disk is full while writing {part}{need}; {free / 1e6:.0f} MB are free. "
+        return DiskFull(f"the disk is full while writing {part}{need}; {free / 1e6:.0f} MB are free. "
                          f"Free some space and download again: it resumes from byte {done}")
     return UserError(f"cannot write {part}: {exc.strerror or exc}")
 

@@ -12,6 +12,7 @@ SHA-256 so the next start skips the slow path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -46,17 +47,29 @@ SYNTHETIC_MARKER = "Synthetic StyleCLIP Desktop test file"
 # --- content sniffing -----------------------------------------------------------------
 
 
-def _torch_zip_top_keys(path: Path) -> set[str] | None:
-    # A file object (not a path) so torch never guesses the format from the extension;
-    # the meta device reads structure only, no tensor data.
-    try:
-        import argparse
+def _is_legacy_torch(head: bytes) -> bool:
+    """True if `head` starts like torch.save's pre-1.6 (non-zip) format: its magic number
+    pickled with protocol 2, the only protocol torch can read back with weights_only."""
+    return head[:4] == b"\x80\x02\x8a\x0a" and int.from_bytes(head[4:14], "little") == torch.serialization.MAGIC_NUMBER
 
-        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
+
+def _torch_top_keys(path: Path) -> set[str] | None:
+    """Top-level keys of a torch.save file (zip or legacy), reading its structure only.
+
+    A file object (not a path) so torch never guesses the format from the extension; the
+    meta device and `skip_data` (where this torch has it) keep tensor bytes unread, so a
+    1 GB legacy file costs only its small index; `weights_only` means nothing in it runs.
+    """
+    import argparse
+
+    skip = getattr(torch.serialization, "skip_data", None)
+    try:
+        with (open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]),
+              skip() if skip is not None else contextlib.nullcontext()):
             obj = torch.load(f, map_location="meta", weights_only=True)
     except Exception:
         return None
-    return set(obj.keys()) if isinstance(obj, dict) else None
+    return {k for k in obj if isinstance(k, str)} if isinstance(obj, dict) else None
 
 
 def detect_generator_format(path: str | os.PathLike[str]) -> str | None:
@@ -67,8 +80,8 @@ def detect_generator_format(path: str | os.PathLike[str]) -> str | None:
             head = f.read(4 << 20)
     except OSError:
         return None
-    if head[:2] == b"PK" and zipfile.is_zipfile(p):
-        keys = _torch_zip_top_keys(p)
+    if (head[:2] == b"PK" and zipfile.is_zipfile(p)) or _is_legacy_torch(head):
+        keys = _torch_top_keys(p)
         return ROSINALITY_PT if keys and "g_ema" in keys else None
     if head[:1] != b"\x80":
         return None
@@ -108,6 +121,44 @@ def _config_from_canonical(sd: Mapping[str, torch.Tensor], mapping_lr_mul: float
     return GeneratorConfig(z_dim=z_dim, w_dim=w_dim, resolution=resolution, img_channels=img_channels,
                            mapping_layers=n_map, mapping_lr_mul=mapping_lr_mul,
                            channels=tuple(channels), conv_clamp=conv_clamp)
+
+
+# Every StyleGAN2 release resamples with this FIR; our Generator hard-codes it, so a file
+# trained with another filter would render differently and must be refused, not guessed at.
+STANDARD_FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
+
+
+def standard_fir_2d(gain: float = 1.0, taps: tuple[float, ...] = STANDARD_FIR_TAPS) -> torch.Tensor:
+    """A separable FIR as the PyTorch releases store it: outer product, sum normalised to `gain`."""
+    k = torch.tensor(taps, dtype=torch.float32)
+    k2 = k[None, :] * k[:, None]
+    return k2 / k2.sum() * gain
+
+
+def _describe_filter(f: torch.Tensor) -> str:
+    # The row sums of a separable 2-D filter are its 1-D taps up to scale; scaling the
+    # smallest to 1 shows [1, 3, 3, 1] for the standard filter whatever its gain.
+    taps = f.sum(dim=1) if f.ndim == 2 else f.reshape(-1)
+    nonzero = taps.abs()[taps.abs() > 1e-12]
+    if nonzero.numel():
+        taps = taps / nonzero.min()
+    shape = "x".join(str(n) for n in f.shape)
+    return f"[{', '.join(f'{x:.4g}' for x in taps.tolist())}] ({shape})"
+
+
+def _check_filter(name: str, value: Any, gain: float) -> None:
+    f = (value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))).detach().float().cpu()
+    expected = standard_fir_2d(gain)
+    if tuple(f.shape) != tuple(expected.shape) or not torch.allclose(f, expected, rtol=1e-4, atol=1e-6):
+        raise ModelFileError(f"the generator's resampling filter {name} is {_describe_filter(f)}, not StyleGAN2's "
+                             "standard [1, 3, 3, 1] FIR; generators with other filters are not supported")
+
+
+def _check_stored_filters(tensors: Mapping[str, Any], pattern: str, gain: float) -> None:
+    """Refuse the file unless every stored filter matching `pattern` is the standard one."""
+    for key, value in tensors.items():
+        if re.fullmatch(pattern, key):
+            _check_filter(key, value, gain)
 
 
 def build_generator(sd: Mapping[str, torch.Tensor], config: GeneratorConfig) -> Generator:
@@ -159,6 +210,15 @@ def _ada_to_canonical(src: Mapping[str, Any]) -> StateDict:
     return sd
 
 
+def _clamp(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ModelFileError(f"the generator's conv_clamp setting {value!r} is not a number") from None
+
+
 def load_ada_pkl(path: Path) -> Generator:
     with open(path, "rb") as f:
         data = safe_pickle.restricted_load(f)
@@ -172,12 +232,17 @@ def load_ada_pkl(path: Path) -> Generator:
         raise ModelFileError("conditional (class-label) generators are not supported")
     if synthesis_kwargs.get("architecture", "skip") != "skip":
         raise ModelFileError("only the skip-architecture StyleGAN2 generator (config-e/f) is supported")
+    tensors = g.tensors()
+    # Only the filters that take effect: each block's skip upsampling and its conv0 from 8px
+    # on (every layer stores one; the 4px block and the conv1 layers never resample).
+    # setup_filter stores them normalised to a sum of 1.
+    _check_stored_filters(tensors, r"synthesis\.b(?:8|[1-9]\d+)\.(?:conv0\.)?resample_filter", 1.0)
     try:
-        sd = _ada_to_canonical(g.tensors())
+        sd = _ada_to_canonical(tensors)
     except KeyError as exc:
         raise ModelFileError(f"the generator in this pickle lacks tensor {exc}") from exc
     cfg = _config_from_canonical(sd, float(mapping_kwargs.get("lr_multiplier", 0.01)),
-                                 synthesis_kwargs.get("conv_clamp"))
+                                 _clamp(synthesis_kwargs.get("conv_clamp")))
     return build_generator(sd, cfg)
 
 
@@ -233,6 +298,10 @@ def load_tf_pkl(path: Path) -> Generator:
         raise ModelFileError("this TensorFlow pickle is not the (G, D, Gs) triple StyleGAN2 saves")
     gs = data[2]
     kwargs = dict(gs.get("static_kwargs") or {})
+    synthesis = (gs.get("components") or {}).get("synthesis")
+    # Gs passes its kwargs on to the synthesis network it builds; the component's own copy
+    # is what that network was built with, so it wins.
+    kwargs.update(dict((synthesis.get("static_kwargs") if isinstance(synthesis, dict) else None) or {}))
     if int(kwargs.get("label_size", 0) or 0) != 0:
         raise ModelFileError("conditional (class-label) generators are not supported")
     if kwargs.get("architecture", "skip") != "skip":
@@ -241,7 +310,12 @@ def load_tf_pkl(path: Path) -> Generator:
         sd = _tf_to_canonical(_tf_params(gs))
     except KeyError as exc:
         raise ModelFileError(f"the generator in this pickle lacks variable {exc}") from exc
-    cfg = _config_from_canonical(sd, float(kwargs.get("mapping_lrmul", 0.01)), None)
+    kernel = kwargs.get("resample_kernel")
+    if kernel is not None:  # TF keeps the 1-D taps in the kwargs; it normalises them when it builds
+        k = torch.as_tensor(np.asarray(kernel, dtype=np.float32))
+        k2 = k[None, :] * k[:, None] if k.ndim == 1 else k
+        _check_filter("resample_kernel", k2 / k2.sum() if float(k2.sum()) != 0.0 else k2, 1.0)
+    cfg = _config_from_canonical(sd, float(kwargs.get("mapping_lrmul", 0.01)), _clamp(kwargs.get("conv_clamp")))
     return build_generator(sd, cfg)
 
 
@@ -254,8 +328,10 @@ def _rosinality_to_canonical(g: Mapping[str, torch.Tensor], latent_avg: torch.Te
     for i in range(n_map):
         sd[f"mapping.fc{i}.weight"] = g[f"style.{i + 1}.weight"]
         sd[f"mapping.fc{i}.bias"] = g[f"style.{i + 1}.bias"]
-    if latent_avg is not None:
-        sd["mapping.w_avg"] = latent_avg.reshape(-1)
+    # Without latent_avg (rosinality's own training checkpoints) a placeholder lets the
+    # generator be built; the loader then estimates the mean w.
+    sd["mapping.w_avg"] = (latent_avg.reshape(-1) if latent_avg is not None
+                           else torch.zeros(g[f"style.{n_map}.weight"].shape[0]))
     sd["const"] = g["input.input"][0]
     n_rgb = 1 + len([k for k in g if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
     for idx, _res, _up in _conv_layer_names(n_rgb):
@@ -286,6 +362,9 @@ def load_rosinality_pt(path: Path) -> Generator:
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
         raise ModelFileError("this PyTorch checkpoint has no 'g_ema' generator")
     latent_avg = ckpt.get("latent_avg")
+    if isinstance(ckpt["g_ema"], Mapping):
+        # make_kernel normalises to a sum of 1, then the 2x upsampling scales by factor**2.
+        _check_stored_filters(ckpt["g_ema"], r"convs\.\d+\.conv\.blur\.kernel|to_rgbs\.\d+\.upsample\.kernel", 4.0)
     try:
         sd = _rosinality_to_canonical(ckpt["g_ema"], latent_avg)
     except KeyError as exc:

@@ -2,7 +2,7 @@
 
 open_clip's `pretrained='openai'` for ViT-B-32 resolves to a file in the hub repo
 timm/vit_base_patch32_clip_224.openai; fetching that file with huggingface_hub puts it
-exactly where `open_clip.create_model_and_transforms('ViT-B-32', pretrained='openai')`
+exactly where `open_clip.create_model_and_transforms('ViT-B-32-quickgelu', pretrained='openai')`
 will look, so a user who already has it pays nothing. Checking presence only reads the
 cache folder (never the network), and offline mode (HF_HUB_OFFLINE=1) is respected.
 """
@@ -31,6 +31,18 @@ def hub_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "huggingface" / "hub"
+
+
+def hub_endpoint() -> str | None:
+    """$HF_ENDPOINT, read now (huggingface_hub reads it once, at import), else the download
+    mirror's copy of huggingface.co; None means huggingface_hub's default."""
+    from styleclip_desktop.weights.download import mirror_base
+
+    env = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    if env:
+        return env
+    base = mirror_base()
+    return f"{base}/huggingface.co" if base else None
 
 
 def hf_offline() -> bool:
@@ -78,7 +90,8 @@ def download_to_cache(entry: ModelEntry, progress: ProgressFn | None = None,
     for filename in entry.hf_filenames:
         try:
             path = hf_hub_download(entry.hf_repo, filename, cache_dir=str(cache_dir or hub_cache_dir()),
-                                   library_name="open_clip", tqdm_class=progress_bridge(progress, cancel))
+                                   library_name="open_clip", tqdm_class=progress_bridge(progress, cancel),
+                                   endpoint=hub_endpoint())
             return Path(str(path))
         except Cancelled:
             raise

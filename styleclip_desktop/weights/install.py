@@ -15,7 +15,7 @@ import requests
 
 from styleclip_desktop.errors import ModelFileError
 from styleclip_desktop.weights import hfcache, store
-from styleclip_desktop.weights.catalog import Catalog, ModelEntry
+from styleclip_desktop.weights.catalog import GENERATOR_KINDS, Catalog, ModelEntry
 from styleclip_desktop.weights.download import CancelToken, ProgressFn, download_file
 from styleclip_desktop.weights.identify import identify_file
 
@@ -27,6 +27,7 @@ class InstallResult:
     sha256: str | None
     reused: bool  # it was already there
     note: str = ""
+    source: str = ""  # the label of the source that served it
 
 
 def content_validator(entry: ModelEntry) -> Callable[[Path], None]:
@@ -35,6 +36,15 @@ def content_validator(entry: ModelEntry) -> Callable[[Path], None]:
         if found is None or found.kind != entry.format:
             what = found.kind if found else "not a recognised model file"
             raise ModelFileError(f"its content is {what}, expected {entry.format}")
+        if entry.format in GENERATOR_KINDS:
+            # Identification reads only the start of a pickle; a host that serves the first
+            # part of the file as if it were all would pass it. Loading reads it all, safely.
+            from styleclip_desktop.weights.formats import load_generator
+
+            try:
+                load_generator(path)
+            except ModelFileError as exc:
+                raise ModelFileError(f"it does not load as a generator ({exc})") from exc
 
     return check
 
@@ -50,15 +60,16 @@ def download_model(entry: ModelEntry, models_dir: Path, *, progress: ProgressFn 
         path = hfcache.download_to_cache(entry, progress, cancel)
         return InstallResult(entry, path, None, False, "kept in the Hugging Face cache, shared with open_clip")
     known = store.read_known_hashes(models_dir)
-    expect = store.expected_hash(entry, known, for_download=True)
-    res = download_file(entry.download_urls, target, sha256=expect, size=entry.size, progress=progress,
+    res = download_file(entry.download_sources, target, sha256=entry.sha256,
+                        source_hashes=store.source_hashes(entry, known), size=entry.size, progress=progress,
                         cancel=cancel, validate=content_validator(entry), session=session,
                         retries=retries, retry_wait=retry_wait, what=entry.title)
     note = ""
-    if expect is None and not res.reused:
-        store.record_hash(models_dir, entry.id, res.sha256, res.size, "download", target.name)
-        note = f"no published checksum; recorded sha256 {res.sha256} for future checks"
-    return InstallResult(entry, res.path, res.sha256, res.reused, note)
+    if entry.sha256 is None and not res.reused:
+        store.record_hash(models_dir, entry.id, res.sha256, res.size, "download", target.name,
+                          origin=res.source)
+        note = f"no published checksum; recorded sha256 {res.sha256} (from {res.source}) for future checks"
+    return InstallResult(entry, res.path, res.sha256, res.reused, note, res.source)
 
 
 def required_to_fetch(catalog: Catalog, models_dir: Path) -> list[ModelEntry]:

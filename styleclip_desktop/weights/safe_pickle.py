@@ -106,6 +106,21 @@ def _numpy_frombuffer() -> Callable[..., Any]:
     return frombuffer
 
 
+# Pickle protocols < 3 have no bytes opcode: they write bytes as
+# _codecs.encode(<the bytes decoded as latin-1>, "latin1"). Only that exact call is allowed;
+# another codec (zlib, bz2, base64, ...) would turn a small pickle into arbitrary work.
+_PICKLE_BYTES_CODECS = frozenset({"latin1", "latin-1"})
+
+
+def _encode_latin1(obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    if not isinstance(obj, str) or encoding not in _PICKLE_BYTES_CODECS or errors != "strict":
+        raise UnsafePickleError(
+            f"refused to load: the file asks for _codecs.encode with codec {encoding!r}; model files only "
+            "use it to store bytes as latin-1. Nothing from it was run."
+        )
+    return obj.encode("latin-1")
+
+
 def _torch_attr(name: str) -> Callable[[], Any]:
     def get() -> Any:
         import torch
@@ -128,6 +143,10 @@ def _allowed() -> dict[tuple[str, str], Callable[[], Any]]:
         ("torch._utils", "_rebuild_parameter_with_state"): lambda: _rebuild_parameter,
         ("collections", "OrderedDict"): lambda: collections.OrderedDict,
         ("builtins", "set"): lambda: set,
+        # Protocol-2 pickles name builtins by their Python 2 module; pickle's own find_class
+        # would translate it, but ours sees the raw name.
+        ("__builtin__", "set"): lambda: set,
+        ("_codecs", "encode"): lambda: _encode_latin1,
         ("builtins", "frozenset"): lambda: frozenset,
         ("builtins", "slice"): lambda: slice,
         ("builtins", "complex"): lambda: complex,

@@ -2,9 +2,11 @@
 
 None of the official files publish a checksum (bar one), so the first verified download
 or import records the file's SHA-256 and size in `known_hashes.json` beside the models;
-later checks compare against that. Hashes recorded from a download also guard future
-downloads of the same model; hashes recorded from an import only guard that local copy
-(the user may have imported a different but valid variant).
+later checks compare against that. A hash recorded from a download also guards future
+downloads of that model from the same source only: the official sources of one model are
+known to serve different, equally valid files (two Drive copies of e4e, for one). Hashes
+recorded from an import only guard that local copy (the user may have imported a
+different but valid variant).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,9 @@ from styleclip_desktop.weights.catalog import ModelEntry
 from styleclip_desktop.weights.download import CancelToken, ProgressFn, part_path, sha256_of
 
 KNOWN_HASHES = "known_hashes.json"
+# Written by `models synthesize` (render/demo_models.py): which files here are synthetic.
+SYNTHETIC_MANIFEST = "synthetic.json"
+SYNTHETIC_NOTE = "synthetic demo models: random weights, images will not look like faces"
 
 
 class State(StrEnum):
@@ -42,6 +47,8 @@ class KnownHash:
     source: str  # "download", "import" or "verify"
     recorded: str = ""
     filename: str = ""
+    # source label -> sha256 of what that source served, for each source that gave a good file
+    by_source: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,29 @@ class ModelStatus:
     path: Path | None = None
     size: int | None = None
     detail: str = ""
+    synthetic: str = ""  # for a synthetic stand-in, what it really is (its title in the manifest)
 
     @property
     def usable(self) -> bool:
         return self.state is State.PRESENT
+
+
+def read_synthetic_manifest(models_dir: Path) -> dict[str, Any]:
+    """The manifest of a synthetic models directory, or {} for any other directory."""
+    try:
+        data = json.loads((models_dir / SYNTHETIC_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("files"), dict) else {}
+
+
+def _synthetic_title(entry: ModelEntry, path: Path, size: int, models_dir: Path) -> str:
+    if path.parent != models_dir:
+        return ""
+    rec = read_synthetic_manifest(models_dir).get("files", {}).get(entry.id)
+    if not isinstance(rec, dict) or rec.get("filename") != path.name or rec.get("size") != size:
+        return ""  # replaced since (by a real download or import)
+    return str(rec.get("title") or SYNTHETIC_NOTE)
 
 
 def model_path(models_dir: Path, entry: ModelEntry) -> Path:
@@ -69,17 +95,19 @@ def read_known_hashes(models_dir: Path) -> dict[str, KnownHash]:
     out: dict[str, KnownHash] = {}
     for model_id, raw in (data.get("models") or {}).items():
         try:
+            by_source = {str(k): str(v).lower() for k, v in (raw.get("sources") or {}).items()}
             out[model_id] = KnownHash(str(raw["sha256"]).lower(), int(raw["size"]),
                                       str(raw.get("source", "import")), str(raw.get("recorded", "")),
-                                      str(raw.get("filename", "")))
+                                      str(raw.get("filename", "")), by_source)
         except (KeyError, TypeError, ValueError):
             continue
     return out
 
 
 def record_hash(models_dir: Path, model_id: str, sha256: str, size: int, source: str,
-                filename: str = "") -> None:
-    """Remember a verified file's hash; safe against concurrent writers."""
+                filename: str = "", origin: str = "") -> None:
+    """Remember a verified file's hash (and, for a download, which source served it);
+    safe against concurrent writers."""
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / KNOWN_HASHES
     with FileLock(str(path) + ".lock"):
@@ -88,8 +116,13 @@ def record_hash(models_dir: Path, model_id: str, sha256: str, size: int, source:
         except (OSError, ValueError):
             data = {}
         models = data.setdefault("models", {})
+        old = models.get(model_id)
+        sources = dict(old.get("sources") or {}) if isinstance(old, dict) else {}
+        if origin:
+            sources[origin] = sha256
         models[model_id] = {"sha256": sha256, "size": size, "source": source, "filename": filename,
-                            "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                            "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            **({"sources": sources} if sources else {})}
         data["note"] = ("SHA-256 of model files as first verified on this machine; "
                         "`styleclip-desktop models verify` checks against these.")
         tmp = path.with_name(path.name + ".tmp")
@@ -97,14 +130,10 @@ def record_hash(models_dir: Path, model_id: str, sha256: str, size: int, source:
         os.replace(tmp, path)
 
 
-def expected_hash(entry: ModelEntry, known: Mapping[str, KnownHash], for_download: bool) -> str | None:
-    """The checksum a file for `entry` must have: published, else recorded locally."""
-    if entry.sha256:
-        return entry.sha256
+def source_hashes(entry: ModelEntry, known: Mapping[str, KnownHash]) -> dict[str, str]:
+    """Per source label, the checksum an earlier download from that very source gave."""
     k = known.get(entry.id)
-    if k is None or (for_download and k.source != "download"):
-        return None
-    return k.sha256
+    return dict(k.by_source) if k is not None else {}
 
 
 def locate(entry: ModelEntry, models_dir: Path) -> Path | None:
@@ -147,7 +176,7 @@ def quick_status(entry: ModelEntry, models_dir: Path,
         return ModelStatus(entry.id, State.CORRUPT, p, size, f"size is {size} bytes, expected {expect}")
     if size == 0:
         return ModelStatus(entry.id, State.CORRUPT, p, size, "the file is empty")
-    return ModelStatus(entry.id, State.PRESENT, p, size)
+    return ModelStatus(entry.id, State.PRESENT, p, size, synthetic=_synthetic_title(entry, p, size, models_dir))
 
 
 def deep_status(entry: ModelEntry, models_dir: Path, known: Mapping[str, KnownHash] | None = None,

@@ -13,7 +13,7 @@ import contextlib
 import pickle
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,21 @@ import numpy as np
 import torch
 
 from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
-from styleclip_desktop.weights.formats import SYNTHETIC_MARKER, _conv_layer_names
+from styleclip_desktop.weights.formats import (
+    STANDARD_FIR_TAPS,
+    SYNTHETIC_MARKER,
+    _conv_layer_names,
+    standard_fir_2d,
+)
 
 SYNTHETIC_NOTE = "synthetic demo model: random weights, images will not look like faces"
 SOURCE_PLACEHOLDER = f"# {SYNTHETIC_MARKER}: no source code is stored here.\n"
 
 
-def tiny_config(resolution: int = 64) -> GeneratorConfig:
+def tiny_config(resolution: int = 64, channel_max: int = 64) -> GeneratorConfig:
     """A small generator with the real z/w width (512), so latents have official shapes."""
     # Narrow channels expressed through channel_base/channel_max, as NVIDIA's kwargs do.
-    return GeneratorConfig(resolution=resolution, channel_base=2048, channel_max=64)
+    return GeneratorConfig(resolution=resolution, channel_base=32 * channel_max, channel_max=channel_max)
 
 
 def is_synthetic_generator(G: Generator) -> bool:
@@ -38,10 +43,10 @@ def is_synthetic_generator(G: Generator) -> bool:
     return bool(getattr(G, "synthetic", False))
 
 
-def tiny_generator(resolution: int = 64, seed: int = 0) -> Generator:
+def tiny_generator(resolution: int = 64, seed: int = 0, channel_max: int = 64) -> Generator:
     """Seeded random generator; noise strengths and biases are non-zero so every tensor matters."""
     torch.manual_seed(seed)
-    G = Generator(tiny_config(resolution))
+    G = Generator(tiny_config(resolution, channel_max))
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in G.named_parameters():
@@ -55,13 +60,11 @@ def tiny_generator(resolution: int = 64, seed: int = 0) -> Generator:
 # --- rosinality .pt ------------------------------------------------------------------
 
 
-def _fir_kernel(gain: float) -> torch.Tensor:
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    k2 = k[None, :] * k[:, None]
-    return k2 / k2.sum() * gain
+def _fir_kernel(gain: float, taps: Sequence[float] = STANDARD_FIR_TAPS) -> torch.Tensor:
+    return standard_fir_2d(gain, tuple(float(t) for t in taps))
 
 
-def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
+def rosinality_state_dict(G: Generator, blur_kernel: Sequence[float] = STANDARD_FIR_TAPS) -> dict[str, torch.Tensor]:
     sd = G.state_dict()
     out: dict[str, torch.Tensor] = {}
     for i in range(G.config.mapping_layers):
@@ -75,13 +78,13 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
         out[f"{name}.conv.modulation.weight"] = sd[f"convs.{idx}.affine.weight"]
         out[f"{name}.conv.modulation.bias"] = sd[f"convs.{idx}.affine.bias"]
         if up:
-            out[f"{name}.conv.blur.kernel"] = _fir_kernel(4.0)
+            out[f"{name}.conv.blur.kernel"] = _fir_kernel(4.0, blur_kernel)
         out[f"{name}.noise.weight"] = sd[f"convs.{idx}.noise_strength"].reshape(1)
         out[f"{name}.activate.bias"] = sd[f"convs.{idx}.bias"]
     for i in range(n_rgb):
         name = "to_rgb1" if i == 0 else f"to_rgbs.{i - 1}"
         if i > 0:
-            out[f"{name}.upsample.kernel"] = _fir_kernel(4.0)
+            out[f"{name}.upsample.kernel"] = _fir_kernel(4.0, blur_kernel)
         out[f"{name}.bias"] = sd[f"torgbs.{i}.bias"].reshape(1, -1, 1, 1)
         out[f"{name}.conv.weight"] = sd[f"torgbs.{i}.weight"][None]
         out[f"{name}.conv.modulation.weight"] = sd[f"torgbs.{i}.affine.weight"]
@@ -91,8 +94,14 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
     return {k: v.clone().contiguous() for k, v in out.items()}
 
 
-def write_rosinality_pt(G: Generator, path: Path) -> Path:
-    torch.save({"g_ema": rosinality_state_dict(G), "latent_avg": G.w_avg.clone(), "synthetic": SYNTHETIC_MARKER}, path)
+def write_rosinality_pt(G: Generator, path: Path, legacy: bool = False,
+                        blur_kernel: Sequence[float] = STANDARD_FIR_TAPS) -> Path:
+    """`legacy` writes torch.save's pre-1.6 (non-zip) format, as older checkpoints are.
+
+    `blur_kernel` is the 1-D filter rosinality's Generator(blur_kernel=...) was built with
+    (scaled as make_kernel and its 2x upsampling scale it)."""
+    data = {"g_ema": rosinality_state_dict(G, blur_kernel), "latent_avg": G.w_avg.clone(), "synthetic": SYNTHETIC_MARKER}
+    torch.save(data, path, _use_new_zipfile_serialization=not legacy)
     return path
 
 
@@ -161,9 +170,9 @@ def _module_state(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tens
     return state
 
 
-def _ada_generator_object(G: Generator) -> _Persistent:
+def _ada_generator_object(G: Generator, resample_filter: Sequence[float] = STANDARD_FIR_TAPS) -> _Persistent:
     cfg, sd = G.config, G.state_dict()
-    fir = _fir_kernel(1.0)
+    fir = _fir_kernel(1.0, resample_filter)
 
     def fc(i: int, prefix: str) -> _Persistent:
         w = sd[f"{prefix}.weight"]
@@ -209,19 +218,23 @@ def _ada_generator_object(G: Generator) -> _Persistent:
                                                   img_resolution=cfg.resolution, img_channels=cfg.img_channels))
 
 
-def write_ada_pkl(G: Generator, path: Path, seed: int = 0) -> Path:
+def write_ada_pkl(G: Generator, path: Path, seed: int = 0, protocol: int = 4,
+                  resample_filter: Sequence[float] = STANDARD_FIR_TAPS) -> Path:
+    """`protocol` 4 is what Python 3.8's default wrote; 2 is what Python-2-era tools write.
+    `resample_filter` is the Generator(synthesis_kwargs=dict(resample_filter=...)) setting."""
     gen = torch.Generator().manual_seed(seed + 7)
     disc = _Persistent("Discriminator", _module_state(
         {"b4.out.weight": torch.randn(1, 16, generator=gen)}, {}, {}, {"c_dim": 0}))
     with _fake_modules({"torch_utils": {}, "torch_utils.persistence": {"_reconstruct_persistent_obj": _reconstruct_persistent_obj},
                         "dnnlib": {}, "dnnlib.util": {"EasyDict": EasyDict}}):
         data = {
-            "G": _ada_generator_object(G), "D": disc, "G_ema": _ada_generator_object(G),
+            "G": _ada_generator_object(G, resample_filter), "D": disc,
+            "G_ema": _ada_generator_object(G, resample_filter),
             "training_set_kwargs": EasyDict(resolution=G.config.resolution, use_labels=False),
             "augment_pipe": None,
         }
         with open(path, "wb") as f:
-            pickle.dump(data, f, protocol=4)  # what Python 3.8's default wrote
+            pickle.dump(data, f, protocol=protocol)
     return path
 
 
@@ -273,17 +286,25 @@ def tf_variables(G: Generator) -> tuple[list[tuple[str, np.ndarray]], list[tuple
     return mapping, synth
 
 
-def write_tf_pkl(G: Generator, path: Path, seed: int = 0) -> Path:
+def write_tf_pkl(G: Generator, path: Path, seed: int = 0, resample_kernel: Sequence[float] | None = None) -> Path:
+    """G's conv_clamp, if set, is stored as stylegan2-ada's TF code stores it: in the static
+    kwargs of Gs and of its synthesis network, which G_main builds with the same kwargs.
+    `resample_kernel`, if given, is stored the same way (None leaves TF's default,
+    [1, 3, 3, 1], implicit)."""
     cfg = G.config
     mapping_vars, synth_vars = tf_variables(G)
-    kwargs = {"num_channels": cfg.img_channels, "resolution": cfg.resolution, "label_size": 0,
-              "fmap_base": cfg.channel_base // 2, "fmap_max": cfg.channel_max}
+    kwargs: dict[str, Any] = {"num_channels": cfg.img_channels, "resolution": cfg.resolution, "label_size": 0,
+                              "fmap_base": cfg.channel_base // 2, "fmap_max": cfg.channel_max}
+    if cfg.conv_clamp is not None:
+        kwargs["conv_clamp"] = cfg.conv_clamp
+    if resample_kernel is not None:
+        kwargs["resample_kernel"] = [float(t) for t in resample_kernel]
     rng = np.random.RandomState(seed + 11)
 
     def g_net(name: str) -> Network:
         return _tf_net(name, "G_main", [("dlatent_avg", G.w_avg.numpy().astype(np.float32))], {
             "mapping": _tf_net("G_mapping", "G_mapping", mapping_vars, static_kwargs={"dlatent_broadcast": cfg.num_ws}),
-            "synthesis": _tf_net("G_synthesis", "G_synthesis_stylegan2", synth_vars),
+            "synthesis": _tf_net("G_synthesis", "G_synthesis_stylegan2", synth_vars, static_kwargs=dict(kwargs)),
         }, kwargs)
 
     D = _tf_net("D", "D_stylegan2", [("Output/weight", rng.randn(16, 1).astype(np.float32))], static_kwargs=kwargs)

@@ -16,8 +16,8 @@ from styleclip_desktop.cli import main
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("cli")
     assert main(["models", "synthesize", "--out", str(d), "--resolution", "32"]) == 0
-    gen = d / "synthetic-stylegan2-ada.pkl"
-    clip = d / "synthetic-clip-vit.safetensors"
+    gen = d / "ffhq.pkl"  # the catalog's names: a synthesized folder is a models directory
+    clip = d / "clip-vit-b32.safetensors"
     assert gen.is_file() and clip.is_file()
     base = ["--generator", str(gen), "--clip", str(clip)]
     assert main([*base, "directions", "stats", "--samples", "500"]) == 0

@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 from styleclip_desktop.document import (
     EASINGS,
     Alignment,
+    DirectionSource,
     Document,
     GlobalDirectionParams,
     Keyframe,
@@ -42,6 +43,7 @@ def fast(n: int) -> settings:
 
 
 texts = st.text(min_size=1, max_size=10).filter(lambda s: s.strip() != "")
+digests = st.text(alphabet="0123456789abcdef", min_size=1, max_size=64)
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 f32 = st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=32)
 
@@ -54,7 +56,15 @@ def f32_arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
 def params_for(draw: st.DrawFn, shape: tuple[int, int]) -> LayerParams:
     kind = draw(st.sampled_from(["global_direction", "mapper", "optimization"]))
     if kind == "global_direction":
-        return GlobalDirectionParams(draw(texts), draw(texts), draw(st.floats(0, 1)))
+        target, neutral, beta = draw(texts), draw(texts), draw(st.floats(0, 1))
+        if draw(st.booleans()):
+            return GlobalDirectionParams(target, neutral, beta)
+        # A stored direction, resolved for these inputs or (as a hand-edited file might
+        # have it) for others.
+        made_for = (target, neutral, beta) if draw(st.booleans()) else (draw(texts), draw(texts), draw(st.floats(0, 1)))
+        models = {"generator": draw(digests), **draw(st.dictionaries(texts, digests, max_size=3))}
+        return GlobalDirectionParams(target, neutral, beta, ds=draw(f32_arrays((draw(st.integers(1, 9)),))),
+                                     ds_source=DirectionSource(*made_for, models))
     if kind == "mapper":
         return MapperParams(draw(texts), draw(st.booleans()), draw(st.booleans()), draw(st.booleans()))
     delta = draw(st.none() | f32_arrays(shape))

@@ -14,6 +14,7 @@ from styleclip_desktop.document import (
     LAYER_KINDS,
     S_SPACE,
     W_SPACE,
+    DirectionSource,
     Document,
     Event,
     GlobalDirectionParams,
@@ -30,6 +31,7 @@ from styleclip_desktop.document import (
     load_project_bytes,
     register_layer_kind,
     set_alpha,
+    set_params,
 )
 
 
@@ -130,6 +132,52 @@ def test_deltas_must_match_the_latent() -> None:
     doc.layers.append(Layer(OptimizationParams("x", delta=np.zeros((3, 4), np.float32))))
     with pytest.raises(ValueError, match="shape"):
         doc.latent = np.zeros((2, 4), np.float32)
+
+
+def _resolved(target: str = "grey hair", beta: float = 0.15) -> GlobalDirectionParams:
+    return GlobalDirectionParams(target, beta=beta, ds=np.arange(7, dtype=np.float32),
+                                 ds_source=DirectionSource(target, "a face", beta, {"generator": "ab" * 32}))
+
+
+def test_a_stored_direction_is_dropped_when_its_inputs_change() -> None:
+    doc = Document(np.zeros((3, 4), np.float32))  # a style vector need not look like the latent
+    stack = UndoStack()
+    stack.push(add_layer(doc, _resolved(), alpha=3.0))
+    layer = doc.layers[0]
+    first = layer.params
+    assert isinstance(first, GlobalDirectionParams) and first.stored_direction() is not None
+    for change in ({"beta": 0.2}, {"target": "a smile"}, {"neutral": "a person"}):
+        stack.push(set_params(doc, layer.id, **change))
+        changed = layer.params
+        assert isinstance(changed, GlobalDirectionParams)
+        assert changed.ds is None and changed.ds_source is None and changed.stored_direction() is None
+        stack.undo()  # undo puts back the parameters together with the direction made for them
+        assert layer.params is first
+    # A change that is no change keeps it, and a new ds given with new inputs is kept.
+    assert first.with_changes(beta=0.15).ds is not None
+    fresh = first.with_changes(beta=0.2, ds=np.ones(7, np.float32),
+                               ds_source=DirectionSource("grey hair", "a face", 0.2, {"generator": "cd" * 32}))
+    assert fresh.stored_direction() is not None and fresh.ds is not None and fresh.ds[0] == 1.0
+
+
+def test_a_stored_direction_for_other_inputs_is_never_offered() -> None:
+    # A hand-edited file can pair a ds with other text: it stays in the file but is not used.
+    params = GlobalDirectionParams("a smile", ds=np.ones(7, np.float32),
+                                   ds_source=DirectionSource("grey hair", "a face", 0.15, {"generator": "ab"}))
+    assert params.stored_direction() is None
+    with pytest.raises(ValueError, match="go together"):
+        GlobalDirectionParams("x", ds=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="flat style vector|dimensions"):
+        GlobalDirectionParams("x", ds=np.ones((3, 2), np.float32),
+                              ds_source=DirectionSource("x", "a face", 0.15, {"generator": "ab"}))
+    with pytest.raises(ValueError, match="record the generator"):
+        DirectionSource("x", "a face", 0.15, {"fs3": "ab"})
+
+
+def test_export_records_leave_the_stored_direction_out() -> None:
+    params = _resolved()
+    assert params.settings_json() == {"target": "grey hair", "neutral": "a face", "beta": 0.15}
+    assert params.to_json()["ds_source"]["models"] == {"generator": "ab" * 32}
 
 
 def test_source_photo() -> None:

@@ -18,6 +18,7 @@ from styleclip_desktop.document import (
     Alignment,
     ArrayDataError,
     CorruptProjectError,
+    DirectionSource,
     Document,
     GlobalDirectionParams,
     Keyframe,
@@ -49,8 +50,10 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 def sample_document() -> Document:
     rng = np.random.default_rng(0)
     latent = rng.standard_normal((18, 16)).astype(np.float32)
+    grey = DirectionSource("a face with grey hair", "a face", 0.15, {"generator": "ab" * 32, "fs3": "ef" * 32})
     layers = [
-        Layer(GlobalDirectionParams("a face with grey hair"), alpha=3.0, id="grey"),
+        Layer(GlobalDirectionParams("a face with grey hair", ds=rng.standard_normal(40).astype(np.float32),
+                                    ds_source=grey), alpha=3.0, id="grey"),
         Layer(MapperParams("mohawk", fine=False), id="mohawk", visible=False),
         Layer(OptimizationParams("a smiling face", delta=rng.standard_normal((18, 16)).astype(np.float32)),
               id="smile", locked=True),
@@ -145,6 +148,61 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path: Path, monke
 def test_thumbnail_must_be_png(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="PNG"):
         write_project(sample_document(), tmp_path / "x.scproj", thumbnail=b"GIF89a")
+
+
+def test_stored_directions_round_trip_in_the_arrays(tmp_path: Path) -> None:
+    doc = sample_document()
+    path = save_project(doc, tmp_path / "me.scproj")
+    parts = members(path.read_bytes())
+    manifest = json.loads(parts["manifest.json"])
+    grey, anti = manifest["document"]["layers"][0], manifest["document"]["layers"][3]
+    # The ds is an array beside the manifest; the manifest only names it and its source.
+    assert grey["arrays"] == {"ds": "layer0_ds"} and "layer0_ds.npy" in members(parts["arrays.npz"])
+    assert grey["params"]["ds_source"]["models"] == {"generator": "ab" * 32, "fs3": "ef" * 32}
+    assert anti["arrays"] == {"ds": None} and anti["params"]["ds_source"] is None
+    loaded = load_project(path).layers.get("grey").params
+    assert isinstance(loaded, GlobalDirectionParams) and loaded == doc.layers.get("grey").params
+    stored = loaded.stored_direction()
+    assert stored is not None and np.array_equal(stored[0], doc.layers.get("grey").params.ds)
+    assert not stored[0].flags.writeable
+
+
+def test_projects_from_before_stored_directions_still_load(sample_bytes: bytes) -> None:
+    def old_format(manifest: dict[str, Any]) -> None:
+        for layer in manifest["document"]["layers"]:
+            if layer["kind"] == "global_direction":
+                layer["params"] = {k: layer["params"][k] for k in ("target", "neutral", "beta")}
+                layer["arrays"] = {}
+
+    parts = members(with_manifest(sample_bytes, old_format))
+    inner = members(parts["arrays.npz"])
+    del inner["layer0_ds.npy"]
+    parts["arrays.npz"] = rezip(inner)
+    doc = load_project_bytes(rezip(parts))
+    grey = doc.layers.get("grey").params
+    assert isinstance(grey, GlobalDirectionParams) and grey.ds is None and grey.ds_source is None
+    assert (grey.target, grey.neutral, grey.beta) == ("a face with grey hair", "a face", 0.15)
+
+
+def test_damaged_stored_directions_are_clear_errors(sample_bytes: bytes) -> None:
+    with pytest.raises(ArrayDataError, match="flat style vector"):
+        load_project_bytes(_replace_array(sample_bytes, "layer0_ds", np.zeros((18, 16), np.float32)))
+    with pytest.raises(ArrayDataError, match="flat style vector of at most 1048576"):
+        load_project_bytes(_replace_array(sample_bytes, "layer0_ds", np.zeros((1 << 20) + 1, np.float32)))
+    with pytest.raises(ArrayDataError, match="NaN"):
+        load_project_bytes(_replace_array(sample_bytes, "layer0_ds", np.full(40, np.inf, np.float32)))
+    with pytest.raises(ArrayDataError, match="float32"):
+        load_project_bytes(_replace_array(sample_bytes, "layer0_ds", np.zeros(40, np.float16)))
+    data = with_manifest(sample_bytes, lambda m: m["document"]["layers"][0]["params"].update(ds_source=None))
+    with pytest.raises(ManifestError, match="go together"):
+        load_project_bytes(data)
+    data = with_manifest(sample_bytes, lambda m: m["document"]["layers"][0]["params"]["ds_source"]["models"].pop(
+        "generator"))
+    with pytest.raises(ManifestError, match="must record the generator"):
+        load_project_bytes(data)
+    data = with_manifest(sample_bytes, lambda m: m["document"]["layers"][0]["params"]["ds_source"].update(beta="x"))
+    with pytest.raises(ManifestError, match=r"layers\[0\]\.params"):
+        load_project_bytes(data)
 
 
 def test_no_thumbnail_and_no_photo(tmp_path: Path) -> None:

@@ -96,17 +96,28 @@ def test_ends_hold_and_unkeyed_layers_use_their_static_alpha() -> None:
     assert doc.alpha_at("s", 1.5) == 2.5
 
 
-def test_frames_cover_both_ends() -> None:
+def test_frames_follow_fps_times_seconds_and_cover_both_ends() -> None:
     timeline = Timeline(2.0, 12.0)
-    assert timeline.frame_count == 25
+    assert timeline.frame_count == 24  # 2 s at 12 fps plays 24 frames, not 25
     assert timeline.frame_time(0) == 0.0
-    assert timeline.frame_time(24) == 2.0
-    assert timeline.frame_time(6) == 0.5
-    odd = Timeline(1.01, 10.0)  # not a whole number of frames: spread evenly, end exact
-    assert odd.frame_count == 11 and odd.frame_time(10) == 1.01
-    assert Timeline(0.01, 1.0).frame_count == 2
+    assert timeline.frame_time(23) == 2.0  # the last frame is exactly the end
+    assert timeline.frame_time(1) == pytest.approx(2.0 / 23)
+    assert Timeline(1.0, 12.0).frame_count == 12 and Timeline(5.0, 60.0).frame_count == 300
+    odd = Timeline(1.01, 10.0)  # 10.1 frames: rounded to 10, spread evenly, end exact
+    assert odd.frame_count == 10 and odd.frame_time(9) == 1.01
+    assert Timeline(0.25, 10.0).frame_count == 3  # 2.5 rounds half up
+    assert Timeline(0.24, 10.0).frame_count == 2
+    single = Timeline(0.01, 1.0)  # less than a frame: one frame, showing the end
+    assert single.frame_count == 1 and single.frame_time(0) == 0.01 and single.frame_at(0.0) == 0
     with pytest.raises(IndexError):
-        timeline.frame_time(25)
+        timeline.frame_time(24)
+
+
+def test_frame_at_is_the_inverse_of_frame_time() -> None:
+    for timeline in (Timeline(2.0, 12.0), Timeline(1.01, 10.0), Timeline(3.0, 7.5)):
+        n = timeline.frame_count
+        assert [timeline.frame_at(timeline.frame_time(i)) for i in range(n)] == list(range(n))
+        assert timeline.frame_at(-1.0) == 0 and timeline.frame_at(99.0) == n - 1
 
 
 def test_frame_alphas_and_morph() -> None:
@@ -114,7 +125,7 @@ def test_frame_alphas_and_morph() -> None:
         Layer(GlobalDirectionParams("smile"), alpha=4.0, id="s"),
         Layer(GlobalDirectionParams("hidden"), alpha=2.0, id="h", visible=False),
         Layer(GlobalDirectionParams("locked"), alpha=-1.0, id="l"),
-    ], timeline=Timeline(1.0, 4.0))
+    ], timeline=Timeline(1.0, 5.0))
     stack = UndoStack()
     stack.push(set_locked(doc, "l", True))
     stack.push(morph(doc))

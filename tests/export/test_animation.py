@@ -63,8 +63,8 @@ def test_mp4_frames_rate_size_and_end_frames(engine: FrameSource, doc: Document,
         result = export_animation(engine, doc, out, AnimationOptions(fps=24, seconds=1, size=64, crop=True,
                                                                      morph=True, crf=crf))
         meta, frames = read_mp4(out)
-        assert (result.frames, result.width, result.height) == (25, 64, 64)
-        assert len(frames) == 25 and meta["fps"] == 24 and tuple(meta["size"]) == (64, 64)
+        assert (result.frames, result.width, result.height) == (24, 64, 64)  # 1 s at 24 fps
+        assert len(frames) == 24 and meta["fps"] == 24 and tuple(meta["size"]) == (64, 64)
         if crf == 0:
             # Lossless H.264: the only change is the colour conversion, so each end frame is
             # bit-identical to the direct render passed through that same conversion.
@@ -84,7 +84,7 @@ def test_mp4_of_an_odd_sized_photo_gets_even_dimensions(engine: FrameSource, pho
     result = export_animation(engine, photo_doc, out, AnimationOptions(fps=10, seconds=0.5, size=None, morph=True))
     meta, frames = read_mp4(out)
     assert (result.width, result.height) == (80, 60) == tuple(meta["size"])  # from 81x61
-    assert len(frames) == 6 and mp4_complete(out)
+    assert len(frames) == 5 and mp4_complete(out)
 
 
 def test_gif_frames_delays_and_end_frames(engine: FrameSource, doc: Document, tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_gif_frames_delays_and_end_frames(engine: FrameSource, doc: Document, tm
     result = export_animation(engine, doc, out, AnimationOptions(fps=25, seconds=1, size=64, crop=True, morph=True))
     ref = ends(engine, doc, (64, 64))
     with Image.open(out) as im:
-        assert n_frames(im) == result.frames == 26 and im.size == (64, 64)
+        assert n_frames(im) == result.frames == 25 and im.size == (64, 64)
         delays = []
         for i in range(n_frames(im)):
             im.seek(i)
@@ -108,9 +108,9 @@ def test_gif_frames_delays_and_end_frames(engine: FrameSource, doc: Document, tm
 def test_gif_above_50_fps_is_written_at_50(engine: FrameSource, doc: Document, tmp_path: Path) -> None:
     result = export_animation(engine, doc, tmp_path / "fast.gif",
                               AnimationOptions(fps=60, seconds=0.2, size=32, crop=True, morph=True))
-    assert result.fps == 50 and result.frames == 11 and any("50 fps" in n for n in result.notes)
+    assert result.fps == 50 and result.frames == 10 and any("50 fps" in n for n in result.notes)
     with Image.open(tmp_path / "fast.gif") as im:
-        assert n_frames(im) == 11 and im.info["duration"] == 20
+        assert n_frames(im) == 10 and im.info["duration"] == 20
 
 
 def test_lossless_webp_is_exact(engine: FrameSource, photo_doc: Document, tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_lossless_webp_is_exact(engine: FrameSource, photo_doc: Document, tmp_pa
                               AnimationOptions(fps=60, seconds=0.25, size=None, morph=True, lossless=True))
     ref = ends(engine, photo_doc, (81, 61), crop=False)
     with Image.open(out) as im:
-        assert n_frames(im) == result.frames == 16 and im.size == (81, 61)
+        assert n_frames(im) == result.frames == 15 and im.size == (81, 61)
         im.seek(0)
         assert np.array_equal(np.asarray(im.convert("RGB")), ref[0])
         total = 0
@@ -128,24 +128,28 @@ def test_lossless_webp_is_exact(engine: FrameSource, photo_doc: Document, tmp_pa
             im.load()
             total += im.info["duration"]
         assert np.array_equal(np.asarray(im.convert("RGB")), ref[1])
-    assert total == round(16 * 1000 / 60)
+    assert total == 250  # 15 frames at 60 fps: the 0.25 s asked for
 
 
 def test_timeline_keyframes_drive_frames_and_the_document_is_untouched(doc: Document) -> None:
     lid = doc.layers[0].id
     stack = UndoStack()
     stack.push(set_duration(doc, 2.0))
-    stack.push(set_fps(doc, 4.0))
+    stack.push(set_fps(doc, 4.5))  # 9 frames, 0.25 s apart
     stack.push(set_keyframe(doc, lid, 0.0, 2.0))
     stack.push(set_keyframe(doc, lid, 2.0, 6.0))
     plan = plan_frames(doc)
     assert plan.count == 9 and [plan.alphas(i)[lid] for i in (0, 4, 8)] == [2.0, 4.0, 6.0]
     assert plan.alphas(3) == doc.frame_alphas(3)
     before = doc.revision
-    morph = plan_frames(doc, fps=10, seconds=1, morph=True)
+    morph = plan_frames(doc, fps=11, seconds=1, morph=True)
     assert morph.count == 11 and morph.alphas(0)[lid] == 0.0 and morph.alphas(10)[lid] == doc.layers[0].alpha
     assert morph.alphas(5)[lid] == pytest.approx(doc.layers[0].alpha / 2)
-    assert doc.revision == before and doc.timeline.fps == 4.0
+    assert doc.revision == before and doc.timeline.fps == 4.5
+    # Overrides follow the same rule as the timeline: fps x seconds frames, ends included.
+    short = plan_frames(doc, fps=12, seconds=1, morph=True)
+    assert short.count == 12 and short.alphas(0)[lid] == 0.0 and short.alphas(11)[lid] == doc.layers[0].alpha
+    assert plan_frames(doc, fps=60, seconds=5).count == 300
 
 
 class _Counting:
@@ -221,4 +225,4 @@ def test_animations_carry_the_record(engine: FrameSource, doc: Document, tmp_pat
     meta = build_metadata(doc, models={"generator": "cd" * 32}, synthetic=True, crop=True)
     out = tmp_path / f"a.{ext}"
     export_animation(engine, doc, out, AnimationOptions(fps=10, seconds=0.2, size=32, crop=True, morph=True), meta=meta)
-    assert read_metadata(out) == {**meta, "animation": {"fps": 10.0, "frames": 3, "morph": True}}
+    assert read_metadata(out) == {**meta, "animation": {"fps": 10.0, "frames": 2, "morph": True}}

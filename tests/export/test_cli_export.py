@@ -79,14 +79,51 @@ def test_animate_writes_the_morph(prepared: dict[str, Any], capsys: pytest.Captu
     out = prepared["dir"] / "morph.mp4"
     assert main([*prepared["base"], "animate", str(prepared["project"]), "-o", str(out), "--fps", "10",
                  "--seconds", "0.5", "--size", "32", "--morph", "--crf", "23"]) == 0
-    assert "6 frames at 10 fps, 32x32" in capsys.readouterr().out
+    assert "5 frames at 10 fps, 32x32" in capsys.readouterr().out
     gen = imageio_ffmpeg.read_frames(str(out))
     meta = next(gen)
-    assert meta["fps"] == 10 and tuple(meta["size"]) == (32, 32) and sum(1 for _ in gen) == 6
+    assert meta["fps"] == 10 and tuple(meta["size"]) == (32, 32) and sum(1 for _ in gen) == 5
     assert main(["info", str(out), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["animation"] == {"fps": 10.0, "frames": 6, "morph": True}
+    assert shown["animation"] == {"fps": 10.0, "frames": 5, "morph": True}
     assert [x["target"] for x in shown["layers"]] == ["a face with grey hair", "smiling"]
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    from PIL import Image
+
+    out = []
+    with Image.open(path) as im:
+        for i in range(int(getattr(im, "n_frames", 1))):
+            im.seek(i)
+            out.append(np.asarray(im.convert("RGB")))
+    return out
+
+
+def test_animate_writes_fps_times_seconds_frames_ending_on_the_edit(prepared: dict[str, Any], tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    base, project = prepared["base"], str(prepared["project"])
+    still = tmp_path / "still.png"
+    assert main([*base, "export", project, "-o", str(still)]) == 0
+    with Image.open(still) as im:
+        end = np.asarray(im.convert("RGB"))
+    sweep = ["--fps", "12", "--seconds", "1", "--size", "0", "--morph"]
+    assert main([*base, "animate", project, "-o", str(tmp_path / "a.gif"), *sweep]) == 0
+    assert "12 frames at 12 fps" in capsys.readouterr().out
+    gif = _frames(tmp_path / "a.gif")
+    assert len(gif) == 12  # 1 s at 12 fps, not 13
+    # A GIF's 256-colour palette costs a few levels; the edit costs far more.
+    error = np.abs(gif[-1].astype(int) - end.astype(int)).mean()
+    assert error < 4 < np.abs(gif[0].astype(int) - end.astype(int)).mean()
+    assert main([*base, "animate", project, "-o", str(tmp_path / "a.webp"), *sweep, "--lossless"]) == 0
+    webp = _frames(tmp_path / "a.webp")
+    assert len(webp) == 12 and np.array_equal(webp[-1], end)  # the last frame is exactly the still
+    assert main([*base, "animate", project, "-o", str(tmp_path / "b.mp4"), "--fps", "60", "--seconds", "5",
+                 "--size", "8"]) == 0
+    assert "300 frames at 60 fps" in capsys.readouterr().out  # not 301
+    assert sum(1 for _ in imageio_ffmpeg.read_frames(str(tmp_path / "b.mp4"))) - 1 == 300
 
 
 def _one_line_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:

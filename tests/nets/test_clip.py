@@ -137,7 +137,7 @@ def test_openai_tag_goes_through_open_clip(monkeypatch: pytest.MonkeyPatch, tmp_
 
     monkeypatch.setattr(C.open_clip, "create_model_and_transforms", fake)
     m = C.load_clip("openai", cache_dir=tmp_path)
-    assert asked == [("ViT-B-32", "openai")] and m.model_hash == "openai"
+    assert asked == [("ViT-B-32-quickgelu", "openai")] and m.model_hash == "openai"
 
     def offline(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("Failed to download weights for tag 'openai'")
@@ -328,3 +328,36 @@ def test_truncated_text_tower_matches_the_full_one() -> None:
         cut = clip._encode_tokens(tokens)
     assert int((tokens != 0).sum(1).max()) < tokens.shape[1]
     assert torch.allclose(full, cut, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_openai_fallback_loads_through_open_clip_from_the_hub_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real call open_clip makes for the `openai` tag, served from a hub-layout cache.
+
+    The weights are a random full-size ViT-B/32 (the file's layout, key names and shapes are
+    what the hub serves); HF_HUB_OFFLINE keeps huggingface_hub from any network access.
+    """
+    import open_clip
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--timm--vit_base_patch32_clip_224.openai"
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    (repo / "snapshots" / rev).mkdir(parents=True)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = open_clip.create_model("ViT-B-32-quickgelu")
+    save_file({k: v.half().contiguous() for k, v in ref.state_dict().items()},
+              str(repo / "snapshots" / rev / "open_clip_model.safetensors"))
+    import huggingface_hub.constants as hub_constants
+
+    # huggingface_hub reads its environment once, at import.
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    m = C.load_clip("openai", cache_dir=tmp_path / "text")
+    assert C.uses_quick_gelu(m.model)
+    want = ref.state_dict()["visual.proj"].half().float()
+    assert torch.equal(m.model.state_dict()["visual.proj"].float(), want)

@@ -632,7 +632,8 @@ def test_scrubbing_hits_the_precomputed_frames_with_the_real_engine(qtbot: Any, 
     state = _real_state(real_engine)
     layer_id = _add(state, "a face with grey hair", alpha=6.0, beta=0.01)
     doc = _doc(state)
-    state.push(actions.set_fps(doc, 2.0))  # 7 frames over the default 3 s
+    state.push(actions.set_duration(doc, 3.5))
+    state.push(actions.set_fps(doc, 2.0))  # 7 frames over 3.5 s
     state.push(actions.morph(doc))
     panel = TimelinePanel(state)
     qtbot.addWidget(panel)

@@ -164,6 +164,62 @@ def test_undo_restores_exact_pixels_and_projects_round_trip(make_window: Any, en
     assert w.projects.recent_files()[0] == str(path)
 
 
+def test_saved_projects_carry_their_directions_and_a_new_beta_refreshes_them(
+        make_window: Any, engine: Any, seed_document: Document, tmp_path: Path, qtbot: Any) -> None:
+    from styleclip_desktop.document import load_project
+    from styleclip_desktop.render.engine import Engine
+    from styleclip_desktop.render.pipeline import ModelSet
+
+    w = make_window(engine)
+    state = w.state
+    open_seed(qtbot, w, seed_document)
+    edited = add_edit(qtbot, w, engine)
+    layer = state.document.layers[0]
+    path = tmp_path / "portrait.scproj"
+    assert w.projects._save_to(path)
+    first = load_project(path).layers[0].params
+    assert isinstance(first, GlobalDirectionParams) and first.ds is not None
+    assert np.array_equal(first.ds, engine.renderer.direction(first.target, first.neutral, first.beta).ds)
+    # The saved project renders on the generator alone, as the editor showed it.
+    bare = Engine(ModelSet(G=engine.models.G, identities=dict(engine.models.identities)), backend="torch")
+    try:
+        assert np.array_equal(bare.render(load_project(path)), edited)
+        state.set_current_layer(layer.id)
+        beta = w.panels["propertiesDock"].fields["beta"]
+        new_beta = round(first.beta / 2, 2)  # what the two-decimal spin box can hold
+        next_image(qtbot, state, lambda: beta.setValue(new_beta))
+        assert layer.params.beta == new_beta and layer.params.ds is None  # never the old ds for a new beta
+        assert w.projects._save_to(path)
+        second = load_project(path).layers[0].params
+        assert isinstance(second, GlobalDirectionParams) and second.ds is not None and second.beta == new_beta
+        assert np.array_equal(second.ds, engine.renderer.direction(second.target, second.neutral, new_beta).ds)
+        assert not np.array_equal(second.ds, first.ds)
+        assert np.array_equal(bare.render(load_project(path)), np.array(state.image))
+    finally:
+        bare.shutdown()
+
+
+def test_a_project_made_on_the_demo_models_exports_from_the_command_line(
+        make_window: Any, engine: Any, demo_source: ModelSource, seed_document: Document, tmp_path: Path,
+        qtbot: Any, capsys: Any) -> None:
+    """The demo models are an ordinary models directory: `--models-dir` on it is all the CLI needs."""
+    from styleclip_desktop.cli import main
+    from styleclip_desktop.document import load_project
+
+    w = make_window(engine)
+    open_seed(qtbot, w, seed_document)
+    edited = add_edit(qtbot, w, engine)
+    path = tmp_path / "demo.scproj"
+    assert w.projects._save_to(path)
+    out = tmp_path / "demo.png"
+    capsys.readouterr()
+    assert main(["--models-dir", str(demo_source.models_dir), "--backend", "torch", "export", str(path),
+                 "-o", str(out)]) == 0, capsys.readouterr().err
+    assert "notice: layer" not in capsys.readouterr().err  # same generator: the stored directions serve
+    assert np.array_equal(np.asarray(Image.open(out)), edited)
+    assert load_project(path).synthetic
+
+
 def test_wipe_side_by_side_and_hold_backslash_show_the_original(make_window: Any, engine: Any,
                                                                seed_document: Document, qtbot: Any) -> None:
     w = make_window(engine)

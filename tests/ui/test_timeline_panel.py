@@ -73,7 +73,7 @@ def state(qapp: QApplication, engine: FakeEngine) -> Iterator[EditorState]:
     for target, alpha in (("a face with grey hair", 3.0), ("a smiling face", 2.0)):
         s.push(actions.add_layer(doc, GlobalDirectionParams(target), alpha=alpha))
     s.push(actions.set_duration(doc, 1.0))
-    s.push(actions.set_fps(doc, 10.0))  # 11 frames, 0.1 s apart
+    s.push(actions.set_fps(doc, 11.0))  # 11 frames, 0.1 s apart
     s.set_engine(engine)
     _states.append(s)
     yield s
@@ -273,7 +273,7 @@ def test_loop_and_ping_pong(panel: TimelinePanel, state: EditorState) -> None:
     panel.clock = clock
     panel.loop.setChecked(True)
     panel.play()
-    clock.now += 1.3  # 13 frames through an 11-frame loop
+    clock.now += 13 / 11  # 13 frames through an 11-frame loop
     panel.tick()
     assert panel.frame == 2 and panel.playing()
     panel.pause()
@@ -312,7 +312,45 @@ def test_duration_and_fps_controls(panel: TimelinePanel, state: EditorState) -> 
     panel.fps.setValue(24.0)
     assert (doc.timeline.duration, doc.timeline.fps) == (2.5, 24.0)
     state.undo_stack.undo()
-    assert doc.timeline.fps == 10.0 and panel.fps.value() == 10.0
+    assert doc.timeline.fps == 11.0 and panel.fps.value() == 11.0
+
+
+def test_frames_follow_fps_times_seconds_and_match_export(qtbot: Any, panel: TimelinePanel, state: EditorState,
+                                                          engine: FakeEngine) -> None:
+    from styleclip_desktop.export.animation import plan_frames
+
+    doc = _doc(state)
+    panel.fps.setValue(12.0)  # 1 s at 12 fps: 12 frames, not 13
+    state.push(actions.morph(doc))
+    assert doc.timeline.frame_count == 12
+    panel.show_frame(0, preview=True)
+    assert panel.frame_label.text().startswith("frame 0 / 11")
+    panel.precompute()
+    assert len(engine.precomputes[-1]) == 12  # the morph makes every frame different
+    # The playhead's frames are the ones an export renders, alphas and all.
+    plan = plan_frames(doc)
+    assert plan.count == 12 and [plan.alphas(i) for i in range(12)] == [doc.frame_alphas(i) for i in range(12)]
+    end = {layer.id: layer.alpha for layer in doc.layers}
+    assert doc.frame_alphas(11) == end and doc.frame_alphas(0) == dict.fromkeys(end, 0.0)
+    y = RULER_H // 2
+    qtbot.mousePress(panel.view, Qt.MouseButton.LeftButton, pos=QPoint(_x(panel, 1.0), y))
+    qtbot.mouseRelease(panel.view, Qt.MouseButton.LeftButton, pos=QPoint(_x(panel, 1.0), y))
+    assert panel.frame == 11
+    qtbot.waitUntil(lambda: panel.pump.inflight is None and not engine.renders[-1]["preview"], timeout=3000)
+    assert engine.renders[-1]["alphas"] == end  # the far right of the ruler is the full edit
+    clock = FakeClock()
+    panel.clock = clock
+    panel.play()
+    assert panel.frame == 0
+    clock.now += 11 / 12
+    panel.tick()
+    assert panel.frame == 11 and not panel.playing()  # one play is 12 frames shown 1/12 s each
+    panel.fps.setValue(1.0)  # 1 s at 1 fps: a single frame, which shows the end
+    assert doc.timeline.frame_count == 1 and doc.frame_alphas(0) == end
+    panel.play()
+    clock.now += 5.0
+    panel.tick()
+    assert panel.frame == 0 and not panel.playing()
 
 
 def test_advance_arithmetic() -> None:

@@ -47,6 +47,7 @@ class Route:
     gdrive: str | None = None  # None, "form", "cookie" or "quota"
     chunk: int = 64 * 1024
     delay: float = 0.0  # seconds between chunks, to keep a transfer in flight
+    headers: dict[str, str] = field(default_factory=dict)  # sent with a `status` answer (e.g. Location)
     sent: int = 0  # body bytes sent, all requests
     requests: list[dict[str, str]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
@@ -105,7 +106,7 @@ def _make_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             if route.status is not None:
                 return self._page(route.status, QUOTA_PAGE if route.gdrive == "quota" else
-                                  "<html><body>no</body></html>")
+                                  "<html><body>no</body></html>", headers=route.headers)
             if route.gdrive == "quota":
                 return self._page(200, QUOTA_PAGE)
             if route.gdrive == "form" and not (query.get("confirm") == "t" and query.get("uuid") in route.tokens):
@@ -121,9 +122,12 @@ def _make_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                                   cookie=f"download_warning_13058876669334088843_{query.get('id', 'x')}={token}")
             self._send_body(route)
 
-        def _page(self, status: int, html: str, cookie: str | None = None) -> None:
+        def _page(self, status: int, html: str, cookie: str | None = None,
+                  headers: dict[str, str] | None = None) -> None:
             data = html.encode()
             self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             if cookie:

@@ -48,7 +48,7 @@ def test_generator_formats_match_the_format_detector(catalog: cat_mod.Catalog) -
 def test_specific_entries(catalog: cat_mod.Catalog) -> None:
     clip = catalog.get("clip-vit-b-32")
     assert clip.via_huggingface and clip.hf_repo == "timm/vit_base_patch32_clip_224.openai"
-    assert (clip.open_clip_model, clip.open_clip_pretrained) == ("ViT-B-32", "openai")
+    assert (clip.open_clip_model, clip.open_clip_pretrained) == ("ViT-B-32-quickgelu", "openai")
     e4e = catalog.get("e4e-ffhq")
     assert e4e.gdrive_ids[0] == "1cUv_reLE6k3604or78EranS7XzuVMWeO"
     assert all(u.startswith((cat_mod.GDRIVE_DOWNLOAD, cat_mod.GDRIVE_UC)) for u in e4e.download_urls)

@@ -316,3 +316,91 @@ def test_drive_page_parsing_quota_and_others() -> None:
         gdrive.next_drive_url(f"{LOCAL}/uc?id=F", QUOTA_PAGE, {})
     assert gdrive.next_drive_url(f"{LOCAL}/x", "<html><form id='search'></form></html>", {}) is None
     assert gdrive.with_query(f"{LOCAL}/p?a=1&confirm=x", confirm="t") == f"{LOCAL}/p?a=1&confirm=t"
+
+
+# --- several sources: every one is tried, whatever the one before answered -------------
+
+LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + SHA.encode()
+               + f"\nsize {len(BODY)}\n".encode())
+
+
+def _not_a_pointer(path: Path) -> None:
+    from styleclip_desktop.errors import ModelFileError
+
+    if path.read_bytes().startswith(b"version https://git-lfs"):
+        raise ModelFileError("its content is a Git LFS pointer")
+
+
+@pytest.mark.parametrize("first", ["quota", "pointer", "truncated", "wrong-hash", "404"])
+def test_a_bad_first_source_falls_through_to_the_next(server: FileServer, tmp_path: Path, first: str) -> None:
+    options: dict[str, Any] = {
+        "quota": {"gdrive": "quota"}, "pointer": {"wrong_body": LFS_POINTER},
+        "truncated": {"cut_after": 1000, "cuts": 99}, "wrong-hash": {"wrong_body": BODY[::-1]},
+        "404": {"status": 404}}[first]
+    server.add("/first", BODY, **options)
+    second = server.add("/second", BODY)
+    target = tmp_path / "m.bin"
+    res = download_file([server.url("/first"), server.url("/second")], target, sha256=SHA, retries=1,
+                        retry_wait=0, validate=_not_a_pointer)
+    assert target.read_bytes() == BODY and res.source == server.url("/second").removeprefix("http://")
+    assert second.requests and "range" not in second.requests[0]  # nothing of /first was appended to
+    assert not part_path(target).exists()
+    if first in ("pointer", "wrong-hash"):  # a bad file is kept aside, never deleted
+        assert len(list((tmp_path / "quarantine").iterdir())) == 1
+
+
+def test_every_source_failing_says_what_each_answered(server: FileServer, tmp_path: Path) -> None:
+    server.add("/quota", BODY, gdrive="quota")
+    server.add("/pointer", BODY, wrong_body=LFS_POINTER)
+    server.add("/gone", BODY, status=404)
+    with pytest.raises(DownloadError) as info:
+        download_file([server.url("/quota"), server.url("/pointer"), server.url("/gone")], tmp_path / "m.bin",
+                      retry_wait=0, validate=_not_a_pointer, what="the encoder")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "every source for the encoder failed (3 tried):"
+    assert len(lines) == 4 and all(line.startswith("  127.0.0.1:") for line in lines[1:])
+    assert "quota" in lines[1] and "Git LFS pointer" in lines[2] and "HTTP 404" in lines[3]
+    assert [s.url for s, _ in info.value.failures] == [server.url(p) for p in ("/quota", "/pointer", "/gone")]
+
+
+def test_a_hash_recorded_from_one_source_does_not_bind_another(server: FileServer, tmp_path: Path) -> None:
+    other = BODY[::-1]  # an equally good file that the second source publishes
+    server.add("/a", BODY, status=503)
+    server.add("/b", other)
+    label_a = server.url("/a").removeprefix("http://")
+    res = download_file([server.url("/a"), server.url("/b")], tmp_path / "m.bin", retries=0, retry_wait=0,
+                        source_hashes={label_a: SHA})
+    assert res.sha256 == hashlib.sha256(other).hexdigest()
+    label_b = server.url("/b").removeprefix("http://")
+    with pytest.raises(ChecksumMismatch):  # but it does bind the source it was recorded from
+        download_file(server.url("/b"), tmp_path / "n.bin", retry_wait=0, source_hashes={label_b: SHA})
+
+
+def test_a_partial_download_is_resumed_from_its_own_source_first(server: FileServer, tmp_path: Path) -> None:
+    server.add("/a", BODY, status=404)
+    b = server.add("/b", BODY, cut_after=1_000_000, cuts=1)
+    target = tmp_path / "m.bin"
+    urls = [server.url("/a"), server.url("/b")]
+    with pytest.raises(DownloadError):
+        download_file(urls, target, sha256=SHA, retries=0, retry_wait=0)
+    kept = part_path(target).stat().st_size
+    a_before = len(server.routes["/a"].requests)
+    download_file(urls, target, sha256=SHA, retries=0, retry_wait=0)
+    assert target.read_bytes() == BODY and b.requests[-1]["range"] == f"bytes={kept}-"
+    assert len(server.routes["/a"].requests) == a_before  # /b was asked first, and gave the rest
+
+
+def test_the_mirror_takes_every_request_redirects_included(server: FileServer, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    server.add("/files.example.org/model.bin", BODY)
+    server.add("/cdn.example.org/blob", BODY)
+    monkeypatch.setenv(dl.MIRROR_ENV, server.base + "/")
+    assert dl.mirrored("https://files.example.org/model.bin?x=1") == server.base + "/files.example.org/model.bin?x=1"
+    assert dl.mirrored(server.url("/x")) == server.url("/x") and dl.unmirrored(server.url("/a.b/c")) == "https://a.b/c"
+    res = download_file("https://files.example.org/model.bin", tmp_path / "m.bin", sha256=SHA, retry_wait=0)
+    assert res.size == len(BODY)
+    server.add("/files.example.org/moved", b"", status=302)  # answers with a relative Location below
+    server.routes["/files.example.org/moved"].headers = {"Location": "/blob-elsewhere"}
+    server.add("/files.example.org/blob-elsewhere", BODY)
+    download_file("https://files.example.org/moved", tmp_path / "n.bin", sha256=SHA, retry_wait=0)
+    assert (tmp_path / "n.bin").read_bytes() == BODY

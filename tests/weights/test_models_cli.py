@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from styleclip_desktop.cli import main
-from styleclip_desktop.cli.models_cmd import SYNTHETIC_NOTE
 from styleclip_desktop.weights import catalog as cat_mod
 from styleclip_desktop.weights import store
+from styleclip_desktop.weights.catalog import load_catalog
+from styleclip_desktop.weights.store import SYNTHETIC_NOTE
 
 from .http_server import FileServer
 
@@ -97,9 +98,11 @@ def test_download_records_hash_then_reuses(capsys: pytest.CaptureFixture[str], t
     assert code == 0, err
     assert "fs3-ffhq: downloaded" in out
     digest = hashlib.sha256(body).hexdigest()
-    assert f"no published checksum; recorded sha256 {digest} for future checks" in err
+    label = server.url("/fs3.npy").removeprefix("http://")
+    assert f"no published checksum; recorded sha256 {digest} (from {label}) for future checks" in err
     assert (models / "fs3-ffhq.npy").read_bytes() == body
-    assert store.read_known_hashes(models)["fs3-ffhq"].sha256 == digest
+    known = store.read_known_hashes(models)["fs3-ffhq"]
+    assert known.sha256 == digest and dict(known.by_source) == {label: digest}
     code, out, err = run(capsys, "--models-dir", str(models), "models", "download", "fs3-ffhq")
     assert code == 0 and "already present" in out and route.sent == len(body)
     code, _, err = run(capsys, "--models-dir", str(models), "models", "download", "--all-required")
@@ -150,12 +153,29 @@ def test_import_and_verify(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert code == 0 and "stylegan2-ffhq-tf: ok" in out and "yunet: missing" in out
 
 
-def test_synthesize(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = run(capsys, "models", "synthesize", "--out", str(tmp_path / "s"), "--resolution", "32")
+def test_synthesize_writes_a_models_directory_that_says_it_is_synthetic(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_dir = tmp_path / "s"
+    code, out, err = run(capsys, "models", "synthesize", "--out", str(out_dir), "--resolution", "32")
     assert code == 0
     written = dict(line.split("\t") for line in out.splitlines())
-    assert {"stylegan2-ada-pkl", "stylegan2-tf-pkl", "stylegan2-rosinality-pt", "clip"} <= set(written)
+    assert {"stylegan2-ffhq-ada", "clip-vit-b-32", "e4e-ffhq", "arcface-ir-se50", "mapper-afro", "fs3",
+            "stats"} <= set(written)
     assert all(Path(p).is_file() for p in written.values())
     assert SYNTHETIC_NOTE in err
-    code, _, err = run(capsys, "models", "synthesize", "--out", str(tmp_path / "s"), "--resolution", "48")
+    code, out, _ = run(capsys, "--models-dir", str(out_dir), "models", "list")
+    assert code == 0 and "This is a synthetic models directory" in out
+    assert "present  stylegan2-ffhq-ada  SYNTHETIC: Synthetic StyleGAN2 generator, 32 px" in out
+    catalog = load_catalog()
+    for model_id in ("stylegan2-ffhq-ada", "clip-vit-b-32", "e4e-ffhq", "arcface-ir-se50", "mapper-afro"):
+        assert catalog.get(model_id).title not in out  # never the official file's name
+    assert "edit        ready" in out and "directions  ready" in out
+    code, out, _ = run(capsys, "--models-dir", str(out_dir), "models", "list", "--json")
+    data = json.loads(out)
+    assert data["models"]["e4e-ffhq"]["synthetic"] and data["models"]["yunet"]["synthetic"] is None
+    # a real file put in place of a synthetic one is no longer called synthetic
+    (out_dir / "mapper-afro.pt").write_bytes((out_dir / "mapper-afro.pt").read_bytes() + b"\0")
+    code, out, _ = run(capsys, "--models-dir", str(out_dir), "models", "list")
+    assert "SYNTHETIC: Synthetic latent mapper" not in out and "Latent mapper: afro" in out
+    code, _, err = run(capsys, "models", "synthesize", "--out", str(tmp_path / "s2"), "--resolution", "48")
     assert code == 1 and "power of two" in err

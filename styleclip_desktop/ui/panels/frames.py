@@ -26,7 +26,7 @@ def cache_frames(doc: Document) -> list[int]:
     else:
         frames = {round(i * (n - 1) / (MAX_PRECOMPUTE_FRAMES - 1)) for i in range(MAX_PRECOMPUTE_FRAMES)}
         for keys in tl.tracks.values():
-            frames.update(min(n - 1, round(k.t / tl.duration * (n - 1))) for k in keys)
+            frames.update(tl.frame_at(k.t) for k in keys)
     seen: set[tuple[tuple[str, float], ...]] = set()
     out = []
     for i in sorted(frames):

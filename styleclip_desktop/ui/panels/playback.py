@@ -20,10 +20,12 @@ class Step:
 
 def advance(frame: int, direction: int, steps: int, count: int, *, loop: bool, ping_pong: bool) -> Step:
     """Move `steps` frames from `frame` through an animation of `count` frames."""
-    last = max(1, count - 1)
+    last = max(0, count - 1)
     frame = max(0, min(frame, last))
     if steps <= 0:
         return Step(frame, direction, False)
+    if last == 0:  # a one-frame animation: nowhere to go, and a bounce would have no period
+        return Step(0, 1, not loop)
     if not ping_pong:
         target = frame + steps
         if loop:

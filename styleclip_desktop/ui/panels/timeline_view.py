@@ -84,8 +84,7 @@ class TrackView(QWidget):
     def frame_of(self, t: float) -> int:
         if self.doc is None:
             return 0
-        tl = self.doc.timeline
-        return max(0, min(tl.frame_count - 1, round(t / tl.duration * (tl.frame_count - 1))))
+        return self.doc.timeline.frame_at(t)
 
     def snap(self, t: float) -> float:
         return 0.0 if self.doc is None else self.doc.timeline.frame_time(self.frame_of(t))
