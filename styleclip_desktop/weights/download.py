@@ -30,6 +30,7 @@ import re
 import shutil
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,14 @@ def _hash_into(h: hashlib._Hash, path: Path, cancel: CancelToken = None,
     return h
 
 
+QUARANTINE_PER_MODEL = 3  # the newest bad files of each model are kept for the user to inspect
+QUARANTINE_MAX_BYTES = 4 << 30  # and the folder as a whole stays below this
+
+
 def quarantine(path: Path, target: Path, tag: str) -> Path:
-    """Move a bad file aside (never delete it: the user may want to inspect it)."""
+    """Move a bad file aside for the user to inspect. The folder is bounded: only the newest
+    few of each model are kept, within a total size, so a hostile or broken host that is
+    tried again and again cannot fill the disk through it."""
     qdir = target.parent / "quarantine"
     qdir.mkdir(parents=True, exist_ok=True)
     dest = qdir / f"{target.name}.{tag}"
@@ -161,7 +168,56 @@ def quarantine(path: Path, target: Path, tag: str) -> Path:
         dest = qdir / f"{target.name}.{tag}.{n}"
         n += 1
     os.replace(path, dest)
+    _bound_quarantine(qdir, target.name, keep=dest)
     return dest
+
+
+def _bound_quarantine(qdir: Path, model_name: str, keep: Path) -> None:
+    def by_age(paths: list[Path]) -> list[Path]:
+        return sorted(paths, key=lambda p: p.stat().st_mtime_ns, reverse=True)  # newest first
+
+    try:
+        files = by_age([p for p in qdir.iterdir() if p.is_file()])
+        mine = [p for p in files if p.name.startswith(model_name + ".")]
+        drop = set(mine[QUARANTINE_PER_MODEL:])
+        total = 0
+        for p in files:
+            if p in drop:
+                continue
+            total += p.stat().st_size
+            if total > QUARANTINE_MAX_BYTES and p != keep:
+                drop.add(p)
+        for p in drop - {keep}:
+            log.info("removing old quarantined file %s", p)
+            p.unlink(missing_ok=True)
+    except OSError as exc:  # bounding is housekeeping; the download's own result stands
+        log.warning("could not tidy %s: %s", qdir, exc)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a source may take, so that an endless or trickling body cannot run forever or
+    fill the disk. Each is set by an environment variable (see `from_env`)."""
+
+    max_bytes: int = 8 << 30  # no model file is near this: e4e, the largest, is 1.2 GB
+    deadline_s: float = 12 * 3600.0  # one source, all its attempts together
+    min_rate: float = 1024.0  # bytes/s, averaged over rate_window_s
+    rate_window_s: float = 120.0
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        def get(name: str, default: float) -> float:
+            raw = os.environ.get(name, "").strip()
+            try:
+                return float(raw) if raw else default
+            except ValueError:
+                raise UserError(f"{name} must be a number, got '{raw}'") from None
+
+        d = cls()
+        return cls(int(get("STYLECLIP_DOWNLOAD_MAX_BYTES", d.max_bytes)),
+                   get("STYLECLIP_DOWNLOAD_DEADLINE", d.deadline_s),
+                   get("STYLECLIP_DOWNLOAD_MIN_RATE", d.min_rate),
+                   get("STYLECLIP_DOWNLOAD_RATE_WINDOW", d.rate_window_s))
 
 
 def download_file(urls: str | Source | Sequence[str | Source], target: str | os.PathLike[str], *,
@@ -169,7 +225,8 @@ def download_file(urls: str | Source | Sequence[str | Source], target: str | os.
                   size: int | None = None, progress: ProgressFn | None = None, cancel: CancelToken = None,
                   validate: Validator | None = None, session: requests.Session | None = None,
                   timeout: tuple[float, float] = (15.0, 60.0), retries: int = 3,
-                  retry_wait: float = 2.0, what: str | None = None) -> DownloadResult:
+                  retry_wait: float = 2.0, what: str | None = None,
+                  limits: Limits | None = None) -> DownloadResult:
     """Fetch `target` from the first of `urls` that gives the right file; see the module docstring.
 
     `sha256` is a published checksum every source must match; `source_hashes` maps a
@@ -181,6 +238,7 @@ def download_file(urls: str | Source | Sequence[str | Source], target: str | os.
         raise DownloadError(f"no download source is known for {what or target.name}; "
                             "import the file with `models import`")
     name = what or target.name
+    lim = limits or Limits.from_env()
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path(target)))
     while True:  # wait for another writer, but stay cancellable while waiting
@@ -204,7 +262,7 @@ def download_file(urls: str | Source | Sequence[str | Source], target: str | os.
             _claim_part(target, src)
             try:
                 return _fetch(sess, src, target, expect, size, progress, cancel, validate, timeout,
-                              retries, retry_wait, name)
+                              retries, retry_wait, name, lim)
             except (Cancelled, DiskFull):
                 raise
             except UserError as exc:  # this source failed; the next may not
@@ -283,15 +341,18 @@ def _reuse_existing(target: Path, sha256: str | None, size: int | None, validate
 
 def _fetch(sess: requests.Session, src: Source, target: Path, sha256: str | None, size: int | None,
            progress: ProgressFn | None, cancel: CancelToken, validate: Validator | None,
-           timeout: tuple[float, float], retries: int, retry_wait: float, name: str) -> DownloadResult:
+           timeout: tuple[float, float], retries: int, retry_wait: float, name: str,
+           limits: Limits) -> DownloadResult:
     url = src.url
     part = part_path(target)
+    deadline = time.monotonic() + limits.deadline_s
     received = [0]  # survives the attempts that end in _Retry
     resumed_from = part.stat().st_size if part.exists() else 0
     attempt = 0
     while True:
         try:
-            h, written = _transfer(sess, url, part, size, progress, cancel, timeout, name, received)
+            h, written = _transfer(sess, url, part, size, progress, cancel, timeout, name, received,
+                                   limits, deadline)
             break
         except _Retry as exc:
             attempt += 1
@@ -301,7 +362,7 @@ def _fetch(sess: requests.Session, src: Source, target: Path, sha256: str | None
                                     "download resumes from there") from None
             log.info("retrying %s (%s)", name, exc)
             if retry_wait:
-                time.sleep(retry_wait * attempt)
+                time.sleep(min(retry_wait * attempt, max(deadline - time.monotonic(), 0.0)))
     digest = h.hexdigest()
     problem = None
     if sha256 and digest != sha256.lower():
@@ -325,8 +386,10 @@ def _fetch(sess: requests.Session, src: Source, target: Path, sha256: str | None
 
 def _transfer(sess: requests.Session, url: str, part: Path, size: int | None,
               progress: ProgressFn | None, cancel: CancelToken, timeout: tuple[float, float],
-              name: str, received: list[int]) -> tuple[hashlib._Hash, int]:
+              name: str, received: list[int], limits: Limits, deadline: float) -> tuple[hashlib._Hash, int]:
     """One HTTP attempt; returns (hash of the whole file, its size); counts into `received`."""
+    if time.monotonic() > deadline:
+        raise _over_deadline(url, name, part, limits)
     have = part.stat().st_size if part.exists() else 0
     if size and have > size:
         have = _truncate(part)
@@ -355,7 +418,14 @@ def _transfer(sess: requests.Session, url: str, part: Path, size: int | None,
             mode = "wb"
         length = resp.headers.get("Content-Length")
         total: int | None = have + int(length) if length and length.isdigit() else size
+        # A body stops at the size the catalog gives (or the server announced), and never
+        # passes the limit, however much the server goes on sending.
+        cap = min(size or total or limits.max_bytes, limits.max_bytes)
+        if total is not None and total > cap:
+            raise DownloadError(f"{_host(url)} announces {total} bytes for {name}, more than "
+                                f"{'its published size' if size else 'any model file'} ({cap} bytes); refused")
         done = have
+        window = (time.monotonic(), done)
         if progress:
             progress(done, total)
         try:
@@ -366,6 +436,23 @@ def _transfer(sess: requests.Session, url: str, part: Path, size: int | None,
                                         f"{part} and the next download resumes from there")
                     if not chunk:
                         continue
+                    if done + len(chunk) > cap:
+                        f.close()
+                        _truncate(part)  # not the file: nothing of it is worth keeping
+                        raise DownloadError(f"{_host(url)} sent more than {cap} bytes for {name} "
+                                            f"({'its published size' if size else 'the most any model file has'}); "
+                                            "stopped and discarded")
+                    now = time.monotonic()
+                    if now > deadline:
+                        raise _over_deadline(url, name, part, limits)
+                    if now - window[0] >= limits.rate_window_s:
+                        rate = (done + len(chunk) - window[1]) / (now - window[0])
+                        if rate < limits.min_rate:
+                            raise DownloadError(
+                                f"{_host(url)} is sending {name} at {rate:.0f} bytes/s, below the minimum of "
+                                f"{limits.min_rate:.0f} (STYLECLIP_DOWNLOAD_MIN_RATE); {done} bytes are kept "
+                                f"in {part} and the next download resumes from there")
+                        window = (now, done + len(chunk))
                     try:
                         f.write(chunk)
                     except OSError as exc:
@@ -389,15 +476,25 @@ def _transfer(sess: requests.Session, url: str, part: Path, size: int | None,
         return h, done
 
 
+def _over_deadline(url: str, name: str, part: Path, limits: Limits) -> DownloadError:
+    have = part.stat().st_size if part.exists() else 0
+    return DownloadError(f"downloading {name} from {_host(url)} took longer than {limits.deadline_s:.0f} s "
+                         f"(STYLECLIP_DOWNLOAD_DEADLINE); {have} bytes are kept in {part} and the next "
+                         "download resumes from there")
+
+
 def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
     """The body as it arrives. `read1` hands over every byte received before a dropped
     connection; a plain `read(n)` waits to fill n bytes and loses them when the link drops."""
     raw = resp.raw
     if not hasattr(raw, "read1"):  # urllib3 1.x
-        yield from resp.iter_content(64 * 1024)
+        while data := raw.read(64 * 1024, decode_content=False):
+            yield data
         return
     while True:
-        data = raw.read1(CHUNK, decode_content=True)
+        # Never decoded: identity was asked for, and a server that gzips anyway must not
+        # turn 1 MB on the wire into 1 GB on disk. The bytes then fail the content check.
+        data = raw.read1(CHUNK, decode_content=False)
         if not data:
             return
         yield data
@@ -412,6 +509,10 @@ def _open(sess: requests.Session, url: str, have: int, timeout: tuple[float, flo
     for _hop in range(_MAX_HOPS):
         # identity encoding keeps byte offsets meaningful for Range
         headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(f"the download of {name} was sent to a {scheme or 'relative'}: address "
+                                f"({url[:120]}); only http and https are followed")
         try:
             resp = sess.get(mirrored(url), headers=headers, stream=True, timeout=timeout,
                             allow_redirects=False)
@@ -420,6 +521,9 @@ def _open(sess: requests.Session, url: str, have: int, timeout: tuple[float, flo
         except requests.ConnectionError as exc:
             raise DownloadError(f"cannot reach {_host(url)} to download {name} "
                                 "(no network connection, or the server is down)") from exc
+        except (requests.RequestException, ValueError) as exc:  # a malformed address or answer
+            raise DownloadError(f"{_host(url)} cannot be asked for {name}: "
+                                f"{' '.join(str(exc).split())[:200]}") from exc
         if resp.is_redirect and resp.headers.get("Location"):
             url = urljoin(url, unmirrored(resp.headers["Location"]))
             resp.close()
@@ -479,10 +583,17 @@ def _is_html(resp: requests.Response) -> bool:
 
 
 def _read_text(resp: requests.Response) -> str:
+    """At most 2 MB of a page, decoded by hand so that a compressed page cannot inflate."""
     try:
-        data = resp.raw.read(_MAX_HTML, decode_content=True) if resp.raw is not None else b""
+        data = resp.raw.read(_MAX_HTML, decode_content=False) if resp.raw is not None else b""
     except Exception:
         data = b""
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("gzip", "deflate"):
+        try:
+            data = zlib.decompressobj(wbits=47).decompress(data, _MAX_HTML)  # 47: gzip or zlib header
+        except zlib.error:
+            data = b""
     return data.decode(resp.encoding or "utf-8", errors="replace")
 
 

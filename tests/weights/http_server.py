@@ -8,6 +8,7 @@ body bytes it sends per route so tests can check that a resume fetched only the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import secrets
 import socket
@@ -48,6 +49,8 @@ class Route:
     chunk: int = 64 * 1024
     delay: float = 0.0  # seconds between chunks, to keep a transfer in flight
     headers: dict[str, str] = field(default_factory=dict)  # sent with a `status` answer (e.g. Location)
+    endless: bool = False  # no Content-Length; the body repeats until the client hangs up
+    gzip: bool = False  # Content-Encoding: gzip, whatever the client asked for
     sent: int = 0  # body bytes sent, all requests
     requests: list[dict[str, str]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
@@ -137,6 +140,10 @@ def _make_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
 
         def _send_body(self, route: Route) -> None:
             body = route.wrong_body if route.wrong_body is not None else route.body
+            if route.endless:
+                return self._send_endless(route, body)
+            if route.gzip:
+                body = gzip.compress(body)
             start = 0
             rng = self.headers.get("Range")
             if rng and route.range_support:
@@ -152,6 +159,8 @@ def _make_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
+            if route.gzip:
+                self.send_header("Content-Encoding", "gzip")
             self.send_header("Content-Length", str(len(body) - start))
             self.send_header("Accept-Ranges", "bytes" if route.range_support else "none")
             self.end_headers()
@@ -182,6 +191,20 @@ def _make_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+        def _send_endless(self, route: Route, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                while True:
+                    self.wfile.write(body)
+                    with server._lock:
+                        route.sent += len(body)
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                return
 
     return Handler
 

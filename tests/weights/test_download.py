@@ -404,3 +404,82 @@ def test_the_mirror_takes_every_request_redirects_included(server: FileServer, t
     server.add("/files.example.org/blob-elsewhere", BODY)
     download_file("https://files.example.org/moved", tmp_path / "n.bin", sha256=SHA, retry_wait=0)
     assert (tmp_path / "n.bin").read_bytes() == BODY
+
+
+# --- hostile hosts: bounded disk, time and memory; one-line errors ---------------------
+
+
+def test_an_endless_body_stops_at_the_published_size(server: FileServer, tmp_path: Path) -> None:
+    route = server.add("/endless", BODY[:65536], endless=True)
+    target = tmp_path / "m.bin"
+    with pytest.raises(DownloadError, match="sent more than 1000000 bytes.*published size"):
+        _get(server.url("/endless"), target, size=1_000_000, retries=0)
+    assert route.sent < 64 << 20 and not target.exists()
+    assert not part_path(target).exists() or part_path(target).stat().st_size == 0
+    assert not (tmp_path / "quarantine").exists()  # junk is not kept
+
+
+def test_an_endless_body_stops_at_the_limit_when_no_size_is_known(server: FileServer, tmp_path: Path) -> None:
+    server.add("/endless", BODY[:65536], endless=True)
+    with pytest.raises(DownloadError, match="sent more than 3000000 bytes"):
+        _get(server.url("/endless"), tmp_path / "m.bin", retries=0, limits=dl.Limits(max_bytes=3_000_000))
+
+
+def test_an_announced_oversize_body_is_refused_before_any_byte(server: FileServer, tmp_path: Path) -> None:
+    route = server.add("/big", BODY)
+    with pytest.raises(DownloadError, match="announces .* more than its published size"):
+        _get(server.url("/big"), tmp_path / "m.bin", size=1000, retries=0)
+    assert not (tmp_path / "m.bin").exists() and route.sent < len(BODY)
+
+
+def test_a_trickle_is_stopped_by_the_minimum_rate_and_resumes_later(server: FileServer, tmp_path: Path) -> None:
+    server.add("/slow", BODY, chunk=64, delay=0.02)
+    target = tmp_path / "m.bin"
+    with pytest.raises(DownloadError, match="bytes/s, below the minimum.*resumes"):
+        _get(server.url("/slow"), target, sha256=SHA, retries=0,
+             limits=dl.Limits(min_rate=1e6, rate_window_s=0.3))
+    assert 0 < part_path(target).stat().st_size < len(BODY)
+
+
+def test_an_overall_deadline_ends_a_slow_source(server: FileServer, tmp_path: Path) -> None:
+    server.add("/slow", BODY, chunk=4096, delay=0.01)
+    with pytest.raises(DownloadError, match="took longer than 0 s"):
+        _get(server.url("/slow"), tmp_path / "m.bin", retries=0, limits=dl.Limits(deadline_s=0.3))
+
+
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STYLECLIP_DOWNLOAD_MIN_RATE", "10")
+    monkeypatch.setenv("STYLECLIP_DOWNLOAD_DEADLINE", "60")
+    lim = dl.Limits.from_env()
+    assert lim.min_rate == 10 and lim.deadline_s == 60 and lim.max_bytes == dl.Limits().max_bytes
+    monkeypatch.setenv("STYLECLIP_DOWNLOAD_MAX_BYTES", "lots")
+    with pytest.raises(UserError, match="STYLECLIP_DOWNLOAD_MAX_BYTES must be a number"):
+        dl.Limits.from_env()
+
+
+def test_a_compressed_body_is_never_inflated(server: FileServer, tmp_path: Path) -> None:
+    bomb = bytes(64 << 20)  # 64 MB of zeros: about 64 KB gzipped
+    server.add("/gz", bomb, gzip=True)
+    with pytest.raises(ChecksumMismatch) as info:
+        _get(server.url("/gz"), tmp_path / "m.bin", sha256=hashlib.sha256(bomb).hexdigest(), retries=0)
+    assert info.value.moved_to.stat().st_size < 1 << 20  # the bytes as sent, not decoded
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/x", "/loop"])
+def test_bad_redirects_are_one_line_errors(server: FileServer, tmp_path: Path, location: str) -> None:
+    server.add("/loop", b"", status=302, headers={"Location": location})
+    with pytest.raises(DownloadError) as info:
+        _get(server.url("/loop"), tmp_path / "m.bin", retries=0)
+    msg = str(info.value)
+    assert "\n" not in msg and ("only http and https" in msg or "kept sending redirects" in msg)
+
+
+def test_the_quarantine_keeps_only_the_newest_few_of_a_model(server: FileServer, tmp_path: Path) -> None:
+    target = tmp_path / "m.bin"
+    for i in range(dl.QUARANTINE_PER_MODEL + 3):
+        server.add(f"/bad{i}", BODY, wrong_body=bytes([i]) * 1000)
+        with pytest.raises(ChecksumMismatch):
+            _get(server.url(f"/bad{i}"), target, sha256=SHA, retries=0)
+    kept = list((tmp_path / "quarantine").iterdir())
+    assert len(kept) == dl.QUARANTINE_PER_MODEL
+    assert {p.read_bytes()[:1] for p in kept} == {bytes([i]) for i in range(3, 3 + dl.QUARANTINE_PER_MODEL)}
