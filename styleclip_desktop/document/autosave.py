@@ -14,7 +14,9 @@ Where autosaves go:
 
 An autosave is an ordinary project file (written atomically the same way) whose manifest
 also records which project it belongs to. Once the document is saved or closed, the
-autosave is deleted: a file left behind means the app did not exit cleanly.
+autosave is deleted: a file left behind means the app did not exit cleanly. So may be the
+temporary file of an autosave killed mid-write: each autosave removes those of its own
+target, and `clear_stale_temporaries` those of every untitled autosave at start.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from styleclip_desktop.document.atomic import STALE_AFTER_S, remove_stale_temporaries
 from styleclip_desktop.document.document import Document
 from styleclip_desktop.document.errors import ProjectFileError
 from styleclip_desktop.document.project_file import PROJECT_SUFFIX, load_project, read_manifest, write_project
@@ -35,6 +39,10 @@ log = logging.getLogger(__name__)
 
 AUTOSAVE_SUFFIX = PROJECT_SUFFIX + ".autosave"
 DEFAULT_INTERVAL_S = 25.0
+
+
+# The temporary of an autosave being written (see `atomic`): `.untitled-<uid>.scproj.autosave.<random>.tmp`.
+_TEMPORARY = re.compile(r"\.untitled-[^/\\]+" + re.escape(AUTOSAVE_SUFFIX) + r"\.[a-z0-9_]{8}\.tmp")
 
 
 def autosave_path(doc: Document, autosave_dir: str | os.PathLike[str]) -> Path:
@@ -158,6 +166,17 @@ def _describe(path: Path) -> RecoverableProject | None:
         if isinstance(info.get("title"), str):
             title = info["title"]
     return RecoverableProject(path, project_path, title, saved_at)
+
+
+def clear_stale_temporaries(autosave_dir: str | os.PathLike[str], *,
+                            stale_after: float = STALE_AFTER_S) -> list[Path]:
+    """At start: remove what autosaves killed mid-write left in the app's autosave folder
+    (the temporaries of untitled autosaves, once stale and unlocked; see `atomic`), which
+    no later autosave may ever clear, since each document has its own. Never raises."""
+    removed = remove_stale_temporaries(autosave_dir, _TEMPORARY, stale_after=stale_after)
+    for path in removed:
+        log.info("removed %s, left by an autosave that did not finish", path.name)
+    return removed
 
 
 def find_recoverable(folder: str | os.PathLike[str]) -> list[RecoverableProject]:

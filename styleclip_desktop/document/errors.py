@@ -33,6 +33,11 @@ class CorruptProjectError(ProjectFileError):
     """The file is not a readable zip archive: damaged, truncated or not a project."""
 
 
+class OversizedProjectError(CorruptProjectError):
+    """A part of the project would unpack to more than any project holds: a damaged file,
+    or one made to exhaust memory (a zip bomb). It is refused before it is unpacked."""
+
+
 class MissingMemberError(ProjectFileError):
     """A part the project needs is missing from the archive."""
 

@@ -7,13 +7,16 @@
 - `source.<ext>`: the original photo's bytes, untouched (absent for a latent-only project);
 - `thumbnail.png`: a preview for the open dialog (optional).
 
-Saving is atomic: a temporary file in the same folder is written, flushed and fsynced,
-then renamed over the target, so a crash or a full disk never leaves half a project.
+Saving is atomic (see `atomic`): a temporary file in the same folder is written, flushed
+and fsynced, then renamed over the target, so a crash or a full disk never leaves half a
+project; what killed saves left is removed at the next save.
 
-Loading trusts nothing: sizes are checked before reading, arrays are parsed with
-allow_pickle=False after their headers are checked against their byte counts, the photo
-is checked against its sha256, and every way a file can be damaged becomes a specific
-`ProjectFileError` with a one-line message.
+Loading trusts nothing (see `archive`): every member is bounded by its unpacked size and
+compression ratio, from the directory and again while it is read; arrays.npz is read in
+place, each array straight into its own memory after its header is checked against its
+byte count (no pickles); the photo is checked against its sha256. Every way a file can be
+damaged becomes a specific `ProjectFileError` with a one-line message, and a refused file
+is only ever read.
 """
 
 from __future__ import annotations
@@ -23,10 +26,8 @@ import datetime
 import io
 import json
 import os
-import struct
-import tempfile
+import stat
 import zipfile
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +35,8 @@ from typing import IO, Any
 import numpy as np
 
 from styleclip_desktop import __version__
+from styleclip_desktop.document import archive
+from styleclip_desktop.document.atomic import atomic_write, remove_stale_temporaries_of
 from styleclip_desktop.document.document import Document, sha256_hex
 from styleclip_desktop.document.errors import (
     ArrayDataError,
@@ -41,6 +44,7 @@ from styleclip_desktop.document.errors import (
     ManifestError,
     MissingMemberError,
     NewerSchemaError,
+    OversizedProjectError,
     ProjectFileError,
     ProjectReadError,
     SourcePhotoError,
@@ -55,29 +59,19 @@ ARRAYS = "arrays.npz"
 THUMBNAIL = "thumbnail.png"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+# Limits on what one project may hold unpacked, far above any real one: a 1024 px
+# generator's latent, deltas and resolved directions are under 1 MB, and a PTI delta of
+# the whole synthesis network is about 120 MB.
 _MAX_MANIFEST = 16 << 20
-_MAX_ARRAYS = 8 << 30
+_MAX_ARRAYS = 1 << 30
 _MAX_PHOTO = 1 << 30
 _MAX_THUMBNAIL = 64 << 20
-_MAX_ARRAY_COUNT = 100_000
+_MAX_ARRAY_COUNT = 20_000
+# A project has four members; its directory is a few hundred bytes.
+_MAX_DIRECTORY = 1 << 20
+# An entry per array, about 100 bytes each.
+_MAX_NPZ_DIRECTORY = 4 << 20
 _F32 = np.dtype("<f4")
-
-# The ways the zip and zlib modules report a damaged archive; all mean "corrupt file".
-_ZIP_ERRORS: tuple[type[BaseException], ...] = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    zlib.error,
-    EOFError,
-    OSError,
-    ValueError,
-    NotImplementedError,
-    RuntimeError,
-    struct.error,
-    OverflowError,
-    IndexError,
-    KeyError,
-    UnicodeDecodeError,
-)
 
 
 # -- saving -------------------------------------------------------------------------------
@@ -87,6 +81,9 @@ def save_project(doc: Document, path: str | os.PathLike[str], *, thumbnail: byte
     """Save the document to `path` atomically; it becomes the document's file and clean."""
     path = Path(path)
     write_project(doc, path, thumbnail=thumbnail)
+    # Autosaves killed mid-write beside this project: the autosave itself may never be
+    # written again (it is only while there are unsaved changes).
+    remove_stale_temporaries_of(path.with_name(f".{path.name}.autosave"))
     doc.file_path = path
     doc.mark_saved()
     return path
@@ -140,41 +137,6 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary file beside `path`, make it durable, then rename
-    it over `path`. On any failure the target is untouched and the temporary file removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes owner-only files; a project should get the permissions of the file
-        # it replaces, or the usual ones for a new document.
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable on POSIX; Windows cannot open folders this way.
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # -- loading ------------------------------------------------------------------------------
 
 
@@ -223,44 +185,54 @@ def _labelled(path: Path) -> Any:
 
 @contextlib.contextmanager
 def _open_archive(source: Path | bytes) -> Any:
-    if isinstance(source, bytes):
-        f: IO[bytes] = io.BytesIO(source)
-    else:
-        try:
-            f = open(source, "rb")
-        except OSError as exc:
-            raise ProjectReadError(exc.strerror or str(exc)) from None
+    f = io.BytesIO(source) if isinstance(source, bytes) else _open_regular_file(source)
     try:
         try:
-            zf = zipfile.ZipFile(f)
-        except _ZIP_ERRORS as exc:
-            raise CorruptProjectError(f"it is not a StyleCLIP Desktop project, or it is damaged ({_why(exc)})") from None
+            zf = archive.open_zip(f, max_directory=_MAX_DIRECTORY, what="the project")
+        except archive.NotAnArchiveError as exc:
+            raise CorruptProjectError(f"it is not a StyleCLIP Desktop project, or it is damaged ({exc})") from None
+        except archive.ArchiveError as exc:
+            raise _project_error(exc) from None
         with zf:
             yield zf
     finally:
         f.close()
 
 
-def _why(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+def _open_regular_file(path: Path) -> IO[bytes]:
+    # Non-blocking, so that a FIFO given as a project is refused instead of waited on.
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ProjectReadError(exc.strerror or str(exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ProjectReadError("it is not a file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _project_error(exc: archive.ArchiveError) -> ProjectFileError:
+    if isinstance(exc, archive.ArchiveLimitError):
+        return OversizedProjectError(str(exc))
+    return CorruptProjectError(str(exc))
+
+
+def _info(zf: zipfile.ZipFile, name: str, what: str) -> zipfile.ZipInfo:
+    try:
+        return zf.getinfo(name)
+    except KeyError:
+        raise MissingMemberError(f"the project has no {what} ({name}); the file is incomplete") from None
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, limit: int, what: str) -> bytes:
+    info = _info(zf, name, what)
     try:
-        info = zf.getinfo(name)
-    except KeyError:
-        raise MissingMemberError(f"the project has no {what} ({name}); the file is incomplete") from None
-    if info.file_size > limit:
-        raise CorruptProjectError(f"the {what} ({name}) claims an impossible size; the file is damaged")
-    try:
-        with zf.open(info) as f:
-            data = f.read(limit + 1)
-    except _ZIP_ERRORS as exc:
-        raise CorruptProjectError(f"the {what} ({name}) is damaged ({_why(exc)})") from None
-    if len(data) != info.file_size:
-        raise CorruptProjectError(f"the {what} ({name}) is truncated")
-    return data
+        return archive.read_member(zf, info, limit, name)
+    except archive.ArchiveError as exc:
+        raise _project_error(exc) from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -272,7 +244,7 @@ def _read_manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ManifestError(f"the manifest is not valid JSON ({_why(exc)})") from None
+        raise ManifestError(f"the manifest is not valid JSON ({archive.why(exc)})") from None
     top = Fields(manifest, "manifest")
     schema = manifest.get("schema")
     if isinstance(schema, bool) or not isinstance(schema, int):
@@ -297,7 +269,7 @@ def _read_document(zf: zipfile.ZipFile) -> Document:
     arrays_name = members.get("arrays", str, optional=True) or ARRAYS
     if arrays_name != ARRAYS:
         raise ManifestError(f"the manifest names an unexpected arrays member {arrays_name!r}")
-    arrays = _read_npz(_read_member(zf, ARRAYS, _MAX_ARRAYS, "arrays"))
+    arrays = _read_arrays(zf)
     photo = None
     source = manifest["document"].get("source")
     if isinstance(source, dict) and source.get("member") is not None:
@@ -310,51 +282,42 @@ def _read_document(zf: zipfile.ZipFile) -> Document:
     return document_from_data(manifest["document"], arrays, photo)
 
 
-def _read_npz(data: bytes) -> dict[str, np.ndarray]:
+def _read_arrays(zf: zipfile.ZipFile) -> dict[str, np.ndarray]:
+    info = _info(zf, ARRAYS, "arrays")
     try:
-        inner = zipfile.ZipFile(io.BytesIO(data))
-    except _ZIP_ERRORS as exc:
-        raise ArrayDataError(f"arrays.npz is not a readable array archive ({_why(exc)})") from None
+        with archive.member_file(zf, info, _MAX_ARRAYS, ARRAYS) as f:
+            return _read_npz(f)
+    except archive.ArchiveError as exc:
+        raise _project_error(exc) from None
+
+
+def _read_npz(f: IO[bytes]) -> dict[str, np.ndarray]:
+    try:
+        inner = archive.open_zip(f, max_directory=_MAX_NPZ_DIRECTORY, what=ARRAYS)
+    except archive.NotAnArchiveError as exc:
+        raise ArrayDataError(f"arrays.npz is not a readable array archive ({exc})") from None
     with inner:
-        infos = inner.infolist()
+        infos = [info for info in inner.infolist() if info.filename.endswith(".npy")]
         if len(infos) > _MAX_ARRAY_COUNT:
             raise ArrayDataError("arrays.npz holds too many arrays")
+        # All of them, before any is read: each may pass on its own while together they
+        # are a bomb (many small members, each compressed 1000:1).
+        try:
+            archive.check_total(infos, _MAX_ARRAYS, "the arrays in arrays.npz")
+        except archive.ArchiveLimitError as exc:
+            raise OversizedProjectError(str(exc)) from None
         arrays = {}
         for info in infos:
-            if not info.filename.endswith(".npy"):
-                continue
             key = info.filename[: -len(".npy")]
-            raw = _read_member(inner, info.filename, _MAX_ARRAYS, f"array {key!r}")
-            arrays[key] = _parse_npy(raw, key)
+            what = f"array {key!r}"
+            try:
+                archive.check_member(info, _MAX_ARRAYS, what)
+                with inner.open(info) as member:
+                    arrays[key] = archive.read_npy(member, info.file_size, what, (_F32,))
+            except archive.ArchiveLimitError:
+                raise
+            except archive.ArchiveError as exc:
+                raise ArrayDataError(str(exc)) from None
+            except archive.ZIP_ERRORS as exc:
+                raise ArrayDataError(f"{what} is damaged ({archive.why(exc)})") from None
     return arrays
-
-
-def _parse_npy(raw: bytes, key: str) -> np.ndarray:
-    f = io.BytesIO(raw)
-    try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, SyntaxError, EOFError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
-        raise ArrayDataError(f"array {key!r} has a damaged header ({_why(exc)})") from None
-    if dtype != _F32:
-        raise ArrayDataError(f"array {key!r} should hold float32 numbers but holds {dtype}")
-    if not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ArrayDataError(f"array {key!r} has an invalid shape {shape}")
-    count = 1
-    for d in shape:
-        count *= d
-    if len(raw) - f.tell() != count * _F32.itemsize:
-        raise ArrayDataError(f"array {key!r} has {len(raw) - f.tell()} bytes of data, not the "
-                             f"{count * _F32.itemsize} its shape {tuple(shape)} needs")
-    try:
-        array = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
-        raise ArrayDataError(f"array {key!r} is unreadable ({_why(exc)})") from None
-    if not isinstance(array, np.ndarray) or array.dtype != _F32 or array.shape != tuple(shape):
-        raise ArrayDataError(f"array {key!r} is unreadable")
-    return array

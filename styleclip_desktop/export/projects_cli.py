@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from styleclip_desktop.document import (
     LayerParams,
     UndoStack,
     add_layer,
+    archive,
     load_project,
     save_project,
 )
@@ -54,18 +55,59 @@ def new_document(src: Path | int, *, generator: Any = None, psi: float = 0.7,
     return Document(latent, description=f"latent {path.name}", models=models or {}, synthetic=synthetic)
 
 
+# A W+ latent is (L, w_dim) numbers, 18 x 512 for a 1024 px generator: a few hundred KB
+# in float64. Far more is not a latent.
+_MAX_LATENT = 64 << 20
+_FLOATS = tuple(np.dtype(f"{order}f{size}") for order in "<>" for size in (2, 4, 8))
+
+
 def _load_latent(path: Path) -> np.ndarray:
+    """A latent from a .npy file, or from an .npz holding one array (or one named "w", as
+    NVIDIA's projector writes), read within `_MAX_LATENT` bytes and without pickles."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        size = path.stat().st_size
+        if not path.is_file():
+            raise UserError(f"{path} is not a file")
+        with open(path, "rb") as f:
+            arr = _read_latent(f, size, path.name)
     except FileNotFoundError:
         raise UserError(f"latent file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable .npy latent ({exc})") from None
+    except archive.ArchiveError as exc:
+        raise UserError(f"{path} is not a readable latent ({exc})") from None
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim not in (1, 2) or not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+    if arr.ndim not in (1, 2) or not np.isfinite(arr).all():
         raise UserError(f"latent {path.name} must be finite W (w_dim,) or W+ (L, w_dim) or (1, L, w_dim)")
     return np.asarray(arr, np.float32)
+
+
+def _read_latent(f: IO[bytes], size: int, name: str) -> np.ndarray:
+    head = f.read(6)
+    f.seek(0)
+    if head == b"\x93NUMPY":
+        if size > _MAX_LATENT:
+            raise archive.ArchiveLimitError(f"it is {archive.size_text(size)}, over the "
+                                            f"{archive.size_text(_MAX_LATENT)} a latent can be")
+        return archive.read_npy(f, size, name, _FLOATS)
+    if not head.startswith(b"PK"):
+        raise archive.ArchiveError("expected a .npy array or an .npz archive of one")
+    with archive.open_zip(f, max_directory=1 << 20, what=name) as zf:
+        infos = {info.filename.removesuffix(".npy"): info for info in zf.infolist()
+                 if info.filename.endswith(".npy")}
+        key = next(iter(infos)) if len(infos) == 1 else "w" if "w" in infos else None
+        if key is None:
+            keys = ", ".join(sorted(infos)[:8]) or "none"
+            raise archive.ArchiveError(f"it holds arrays {keys}; a latent .npz holds one (or one named 'w')")
+        info = infos[key]
+        what = f"array {key!r}"
+        archive.check_member(info, _MAX_LATENT, what)
+        try:
+            with zf.open(info) as member:
+                return archive.read_npy(member, info.file_size, what, _FLOATS)
+        except archive.ArchiveError:
+            raise
+        except archive.ZIP_ERRORS as exc:
+            raise archive.ArchiveError(f"{what} is damaged ({archive.why(exc)})") from None
 
 
 def add_layer_to_project(src: Path | int, params: LayerParams, out: Path, *, alpha: float | None = None,

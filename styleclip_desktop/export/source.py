@@ -13,13 +13,13 @@ import functools
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from styleclip_desktop.document.atomic import create_temporary, remove_stale_temporaries_of
 from styleclip_desktop.errors import UserError
 
 if TYPE_CHECKING:
@@ -150,28 +150,33 @@ def staged_file(path: Path) -> Iterator[Path]:
 
     A cancelled or failed export leaves neither a partial file under the target name nor
     the temporary one. The temporary name keeps the extension, since encoders pick the
-    container from it."""
+    container from it. It stays locked while the block runs, and what exports of `path`
+    killed before they finished left is removed first (see `document.atomic`)."""
     path = Path(path)
     check_target(path)
-    parent = path.parent if str(path.parent) else Path(".")
+    remove_stale_temporaries_of(path, staged=True)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=parent)
+        fd, tmp = create_temporary(path, staged=True)
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_full_error(path) from None
         raise
-    os.close(fd)
-    tmp = Path(name)
     try:
         yield tmp
         # mkstemp makes owner-only files; an exported picture is meant to be shared.
         with contextlib.suppress(OSError):
             os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        # Windows renames no open file. The lock ends a moment early, on a file just
+        # written, which no cleaner takes for stale.
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_full_error(path) from None
         raise
     finally:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -158,8 +158,67 @@ def _downscaled_bgr(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float
     return small, w / small.shape[1]
 
 
+def check_onnx_model(path: Path) -> int:
+    """Refuse an ONNX file that is unreadable, has no graph, or keeps tensors outside
+    itself ("external data": a path of the file's choosing, which may point anywhere,
+    ../../etc/passwd included). Returns the number of nodes in its main graph.
+
+    YuNet is one self-contained file; nothing it needs lives beside it."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ModelFileError(f"{path.name} is not a readable ONNX model ({detail})") from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise ModelFileError(f"{path.name} is an ONNX file without a model graph")
+    for tensor in _onnx_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+            where = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+            raise ModelFileError(f"{path.name} keeps tensor {tensor.name[:60]!r} in another file "
+                                 f"({where[:80]!r}); refused: the face detector must be one self-contained file")
+    return len(model.graph.node)
+
+
+def _onnx_tensors(model: Any) -> list[Any]:
+    """Every TensorProto in a model: initializers, sparse ones, node attributes, in every
+    graph and subgraph (If/Loop bodies) and function. Iterative: nesting costs no recursion."""
+    graphs = [model.graph]
+    nodes = [n for f in model.functions for n in f.node]
+    tensors: list[Any] = []
+    while graphs or nodes:
+        if graphs:
+            g = graphs.pop()
+            tensors += list(g.initializer)
+            tensors += [t for s in g.sparse_initializer for t in (s.values, s.indices)]
+            nodes += list(g.node)
+            continue
+        for attr in nodes.pop().attribute:
+            if attr.HasField("t"):
+                tensors.append(attr.t)
+            tensors += list(attr.tensors)
+            if attr.HasField("sparse_tensor"):
+                tensors += [attr.sparse_tensor.values, attr.sparse_tensor.indices]
+            tensors += [t for s in attr.sparse_tensors for t in (s.values, s.indices)]
+            if attr.HasField("g"):
+                graphs.append(attr.g)
+            graphs += list(attr.graphs)
+    return tensors
+
+
 def _create_yunet(model_path: Path, size: tuple[int, int], score_threshold: float) -> _Detector:
     try:
+        check_onnx_model(model_path)
+    except ModelFileError as exc:
+        raise ModelFileError(f"The face detector model {model_path} could not be loaded ({exc}). "
+                             "Download it again from the model manager.") from None
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    previous = log.getLogLevel() if log is not None else None
+    try:
+        if log is not None:  # OpenCV prints its own multi-line report to stderr; ours is one line
+            log.setLogLevel(log.LOG_LEVEL_SILENT)
         detector: _Detector = cv2.FaceDetectorYN.create(str(model_path), "", size, score_threshold, 0.3, 5000)
     except cv2.error as exc:
         # OpenCV's message carries source paths and line numbers; keep only its reason.
@@ -169,6 +228,9 @@ def _create_yunet(model_path: Path, size: tuple[int, int], score_threshold: floa
             f"The face detector model {model_path} could not be loaded; it may be damaged. "
             f"Download it again from the model manager.{reason}"
         ) from None
+    finally:
+        if log is not None and previous is not None:
+            log.setLogLevel(previous)
     return detector
 
 

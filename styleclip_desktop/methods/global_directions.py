@@ -143,13 +143,13 @@ def check_fs3(fs3: np.ndarray, G: Generator, source: str = "fs3") -> np.ndarray:
 
 
 def load_fs3(path: str | os.PathLike[str], G: Generator) -> np.ndarray:
+    from styleclip_desktop.weights.npy import read_npy
+
     p = Path(path)
-    try:
-        fs3 = np.load(p, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise ModelFileError(f"fs3 file not found: {p}") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{p.name} is not a readable .npy relevance matrix ({exc})") from exc
+    if not p.is_file():
+        raise ModelFileError(f"fs3 file not found: {p}")
+    # Its header is checked against the file before anything is allocated.
+    fs3 = read_npy(p)
     return check_fs3(np.asarray(fs3), G, p.name)
 
 

@@ -106,10 +106,16 @@ def load_latent_set(path: str | os.PathLike[str], num_ws: int, w_dim: int) -> Te
         raise UserError(f"latent file not found: {p}")
     try:
         if p.suffix.lower() == ".pt":
-            arr = torch.load(p, map_location="cpu", weights_only=True)
+            from styleclip_desktop.nets.checkpoint import torch_load
+
+            arr = torch_load(p, what="latent file")
             arr = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
         else:
-            arr = np.load(p, allow_pickle=False)
+            from styleclip_desktop.weights.npy import read_npy
+
+            arr = read_npy(p, error=UserError)  # the header is checked against the file first
+    except UserError:
+        raise
     except Exception as exc:
         raise UserError(f"{p.name} is not a readable latent file ({type(exc).__name__})") from None
     if arr.ndim == 2 and arr.shape == (num_ws, w_dim):

@@ -32,6 +32,7 @@ from PIL import Image
 
 from styleclip_desktop import paths
 from styleclip_desktop.errors import ModelFileError, UnsafePickleError, UserError
+from styleclip_desktop.nets import checkpoint
 
 SAFETENSORS_HINT = (
     "Use open_clip's ViT-B-32 file 'open_clip_model.safetensors' "
@@ -67,6 +68,8 @@ IMAGENET_TEMPLATES: tuple[str, ...] = (
     "a photo of a cool {}.", "a photo of a small {}.", "a tattoo of the {}.",
 )
 
+_WHAT = "CLIP weights file"
+_MAX_CONTEXT = 1024
 # Entries OpenAI's files carry beside the weights; the model rebuilds them itself.
 _NOT_WEIGHTS = {"input_resolution", "context_length", "vocab_size"}
 _STORAGE_DTYPES = {f"{name}Storage": dtype for name, dtype in [
@@ -264,15 +267,22 @@ def build_clip(state_dict: dict[str, torch.Tensor], name: str = "the CLIP file")
             vocab_size=sd["token_embedding.weight"].shape[0], width=width, heads=max(width // 64, 1),
             layers=_count_blocks(sd, "transformer.resblocks."),
         )
-        model = CLIP(sd["text_projection"].shape[1], vision_cfg=vision, text_cfg=text, quick_gelu=True)
-        expected = set(model.state_dict())
+        if not 1 <= text.context_length <= _MAX_CONTEXT:
+            # The causal mask is context_length squared floats, and no tensor in the file backs it.
+            raise ValueError(f"a text context of {text.context_length} tokens (OpenAI's CLIP has 77)")
+
+        def make() -> CLIP:
+            return CLIP(sd["text_projection"].shape[1], vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+        with torch.device("meta"):
+            expected = set(make().state_dict())
         if missing := sorted(expected - sd.keys()):
             raise ValueError(f"missing {', '.join(missing[:3])}")
         if unexpected := sorted(sd.keys() - expected):
             raise ValueError(f"unexpected {', '.join(unexpected[:3])}")
-        model.load_state_dict(sd, strict=True)
-    except (KeyError, ValueError, RuntimeError, IndexError, AssertionError) as e:
-        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        model = checkpoint.build_checked(make, sd)
+    except (KeyError, ValueError, RuntimeError, IndexError, AssertionError, TypeError, AttributeError) as e:
+        detail = checkpoint.one_line(e, 200)
         raise ModelFileError(
             f"{name} is not an OpenAI-layout CLIP ViT checkpoint ({detail}). {SAFETENSORS_HINT}") from e
     return model.eval()
@@ -294,20 +304,17 @@ def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if head.startswith(b"PK\x03\x04"):
             obj: Any = _read_zip(path)
         elif (head[8:9] == b"{" and header_len < size) or path.suffix == ".safetensors":
+            # safetensors checks every header entry against the file before it reads data.
             obj = safetensors.torch.load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except ModelFileError:
-        raise
-    except pickle.UnpicklingError as e:
-        # torch names the refused global; its wording has changed between versions.
-        if re.search(r"unsupported global", str(e), re.IGNORECASE):
-            raise UnsafePickleError(f"{path.name} asks to run code, which CLIP weights never need; "
-                                    f"nothing was run. {SAFETENSORS_HINT}") from e
-        raise ModelFileError(f"CLIP model file {path.name} is damaged or not a weights file.") from e
+            obj = checkpoint.torch_load(path, what=_WHAT)
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{checkpoint.named(e, path.name)} {SAFETENSORS_HINT}") from None
+    except ModelFileError as e:
+        raise checkpoint.named(e, path.name) from None
     except Exception as e:
         raise ModelFileError(f"CLIP model file {path.name} is damaged, truncated or not a weights file "
-                             f"({type(e).__name__}). Download it again. {SAFETENSORS_HINT}") from e
+                             f"({checkpoint.describe(e)}). Download it again. {SAFETENSORS_HINT}") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(
@@ -389,7 +396,7 @@ def _read_zip(path: Path) -> Any:
     with zf:
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist()):
             return _read_torchscript(zf, path.name)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return checkpoint.torch_load(path, what=_WHAT)
 
 
 class _ScriptObject:
@@ -414,7 +421,9 @@ def _read_torchscript(zf: zipfile.ZipFile, name: str) -> dict[str, torch.Tensor]
 
     def rebuild(storage: torch.Tensor, offset: int, shape: tuple[int, ...], stride: tuple[int, ...],
                 *_: Any) -> Any:
-        return storage.as_strided(tuple(shape), tuple(stride), int(offset))  # bounds-checked by torch
+        t = storage.as_strided(tuple(shape), tuple(stride), int(offset))  # bounds-checked by torch
+        checkpoint.check_tensor(t, name)  # and no more elements than its storage (no stride 0)
+        return t
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, cls: str) -> Any:
@@ -445,6 +454,7 @@ def _read_torchscript(zf: zipfile.ZipFile, name: str) -> dict[str, torch.Tensor]
             return storages[key]
 
     with zf.open(pkl[0]) as f:
+        checkpoint.check_pickle_lengths(f, zf.getinfo(pkl[0]).file_size)
         root = Unpickler(f).load()
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from styleclip_desktop.errors import ModelFileError
+from styleclip_desktop.nets import checkpoint
 from styleclip_desktop.nets.irse import (
     TINY_IRSE,
     IRSEBackbone,
@@ -185,14 +186,26 @@ def load_e4e(
     *,
     keep_decoder: bool = False,
     latent_avg_fallback: Tensor | None = None,
+    require_latent_avg: bool = True,
 ) -> E4E:
     """Load an e4e (or pSp) checkpoint such as `e4e_ffhq_encode.pt`.
 
     `keep_decoder` keeps the embedded generator's state dict (rosinality keys, `decoder.`
     stripped) on `decoder_state`. `latent_avg_fallback` (e.g. the generator's w_avg) is
-    used when a checkpoint trained from the average latent does not carry one."""
-    ckpt = torch_load(path)
+    used when a checkpoint trained from the average latent does not carry one; without
+    either, `require_latent_avg=False` still loads it (to check the file, not to use it)."""
     name = Path(path).name
+    try:
+        return _load_e4e(path, name, device, keep_decoder, latent_avg_fallback, require_latent_avg)
+    except ModelFileError as exc:
+        raise checkpoint.named(exc, name) from None
+    except checkpoint.MALFORMED as exc:  # whatever else a crafted file makes the code below raise
+        raise ModelFileError(f"{name} is not a valid e4e checkpoint ({checkpoint.describe(exc)})") from None
+
+
+def _load_e4e(path: str | os.PathLike[str], name: str, device: str | torch.device, keep_decoder: bool,
+              latent_avg_fallback: Tensor | None, require_latent_avg: bool) -> E4E:
+    ckpt = torch_load(path)
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
         raise ModelFileError(f"{name} is not an e4e checkpoint: it has no 'state_dict'")
     full = ckpt["state_dict"]
@@ -207,16 +220,15 @@ def load_e4e(
     opts: dict[str, Any] = dict(raw_opts) if isinstance(raw_opts, Mapping) else {}
     progressive = opts.get("encoder_type", "Encoder4Editing") != "GradualStyleEncoder"
     cfg = e4e_config_from_state_dict(enc, progressive=progressive)
-    model = E4E(cfg)
     try:
-        model.encoder.load_state_dict(enc, strict=True)
+        model = checkpoint.build_checked(lambda: E4E(cfg), enc, "encoder")
     except RuntimeError as exc:
-        raise ModelFileError(f"{name}: encoder weights do not fit the network: {exc}") from None
+        raise ModelFileError(f"{name}: encoder weights do not fit the network: {checkpoint.one_line(exc)}") from None
 
     avg = ckpt.get("latent_avg")
     if avg is None and opts.get("start_from_latent_avg", True):
         avg = latent_avg_fallback
-        if avg is None:
+        if avg is None and require_latent_avg:
             raise ModelFileError(f"{name} has no 'latent_avg'; give the generator's average latent instead")
     if avg is not None:
         avg = torch.as_tensor(avg, dtype=torch.float32).detach()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from styleclip_desktop.errors import ModelFileError
+from styleclip_desktop.nets import checkpoint
 
 StateDict = dict[str, Tensor]
 
@@ -230,20 +231,7 @@ def _unwrap_state_dict(obj: Any) -> StateDict:
 
 def torch_load(path: str | os.PathLike[str]) -> Any:
     """torch.load without executing code; memory-mapped where the file format allows it."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"Model file not found: {p}")
-    try:
-        try:
-            return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            return torch.load(p, map_location="cpu", weights_only=True)  # legacy, non-zip file
-    except ModelFileError:
-        raise
-    except Exception as exc:
-        raise ModelFileError(f"Could not read {p.name}: {exc}") from None
+    return checkpoint.torch_load(path)
 
 
 def arcface_from_state_dict(sd: Mapping[str, Tensor]) -> ArcFace:
@@ -255,17 +243,23 @@ def arcface_from_state_dict(sd: Mapping[str, Tensor]) -> ArcFace:
     side = round((flat / cfg.widths[-1]) ** 0.5)
     if side * side * cfg.widths[-1] != flat:
         raise ModelFileError("ArcFace output layer does not match the backbone width")
-    net = ArcFace(cfg, embed, side * 16, affine_output="output_layer.4.weight" in sd)
     try:
-        net.load_state_dict(dict(sd), strict=True)
+        net = checkpoint.build_checked(
+            lambda: ArcFace(cfg, embed, side * 16, affine_output="output_layer.4.weight" in sd), dict(sd))
     except RuntimeError as exc:
-        raise ModelFileError(f"ArcFace weights do not fit the network: {exc}") from None
+        raise ModelFileError(f"ArcFace weights do not fit the network: {checkpoint.one_line(exc)}") from None
     return net.eval().requires_grad_(False)
 
 
 def load_arcface(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ArcFace:
     """Load `model_ir_se50.pth` (or any IR-SE ArcFace in that layout), ready for inference."""
-    net = arcface_from_state_dict(_unwrap_state_dict(torch_load(path)))
+    name = Path(path).name
+    try:
+        net = arcface_from_state_dict(_unwrap_state_dict(torch_load(path)))
+    except ModelFileError as exc:
+        raise checkpoint.named(exc, name) from None
+    except checkpoint.MALFORMED as exc:  # whatever else a crafted file makes the code above raise
+        raise ModelFileError(f"{name} is not a valid ArcFace checkpoint ({checkpoint.describe(exc)})") from None
     return net.to(device)
 
 

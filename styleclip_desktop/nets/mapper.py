@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from styleclip_desktop.errors import ModelFileError
+from styleclip_desktop.nets import checkpoint
 from styleclip_desktop.nets.stylegan2 import EqualLinear
 
 # w_hat = w + MAPPER_SCALE * M(w), as in the official training and inference code.
@@ -186,14 +187,10 @@ def _read(path: Path) -> Any:
         raise ModelFileError(f"mapper file not found: {path}")
     if not path.is_file():
         raise ModelFileError(f"mapper path is not a file: {path}")
-    try:
-        # Files saved with the options as an argparse.Namespace are still plain data.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        detail = " ".join(str(exc).split())[:160]
-        raise ModelFileError(f"{path.name} is not a readable StyleCLIP mapper file "
-                             f"(damaged, or not a PyTorch checkpoint: {detail})") from None
+    # Files saved with the options as an argparse.Namespace are still plain data. Not
+    # mapped: training resumes from a checkpoint it then overwrites.
+    return checkpoint.torch_load(path, what="StyleCLIP mapper file", extra_globals=[argparse.Namespace],
+                                 mmap=False)
 
 
 def mapper_from_state(state: Mapping[str, Any], name: str = "the mapper file") -> LevelsMapper:
@@ -209,9 +206,8 @@ def mapper_from_state(state: Mapping[str, Any], name: str = "the mapper file") -
         raise ModelFileError(f"{name} holds a mapper this app does not run (parts: {', '.join(kinds)}); "
                              "only the levels mapper (coarse/medium/fine) is supported")
     width = _width_of(sub, name)
-    mapper = LevelsMapper(levels, width)
     try:
-        mapper.load_state_dict({k: v.float() for k, v in sub.items()}, strict=True)
+        mapper = checkpoint.build_checked(lambda: LevelsMapper(levels, width), {k: v.float() for k, v in sub.items()})
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:200]
         raise ModelFileError(f"{name}: the mapper weights do not fit the levels mapper ({detail})") from None
@@ -229,6 +225,15 @@ def load_mapper(path: str | os.PathLike[str], device: str | torch.device = "cpu"
                 keep_decoder: bool = False) -> MapperCheckpoint:
     """Load an official mapper (e.g. `mapper-afro.pt`) or one trained here, without running code."""
     p = Path(path)
+    try:
+        return _load_mapper(p, device, keep_decoder)
+    except ModelFileError as exc:
+        raise checkpoint.named(exc, p.name) from None
+    except checkpoint.MALFORMED as exc:  # whatever else a crafted file makes the code below raise
+        raise ModelFileError(f"{p.name} is not a valid StyleCLIP mapper file ({checkpoint.describe(exc)})") from None
+
+
+def _load_mapper(p: Path, device: str | torch.device, keep_decoder: bool) -> MapperCheckpoint:
     obj = _read(p)
     if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
         raise ModelFileError(f"{p.name} is not a StyleCLIP mapper: it has no 'state_dict' dictionary")

@@ -124,7 +124,7 @@ class MainWindow(QMainWindow):
         self.auto_render = AutoRender(self.state)
         self.wizard: Any = None
         self._own_engine: Any = None
-        self.demo_resolution = 256
+        self.demo_resolution: int | None = None  # None: the size `models synthesize` writes
         self.actions_ = build_menus(self)
         self.actions_.export_image.setEnabled(False)
         self._default_layout = self.saveState(LAYOUT_VERSION)

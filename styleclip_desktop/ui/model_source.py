@@ -120,12 +120,13 @@ def choose_source(args: argparse.Namespace | None, use_demo: bool) -> ModelSourc
     return source
 
 
-def create_demo_models(folder: Path, resolution: int = 256, seed: int = 0,
+def create_demo_models(folder: Path, resolution: int | None = None, seed: int = 0,
                        progress: ProgressCallback | None = None,
                        cancelled: Callable[[], bool] | None = None) -> ModelSource:
     """Write the synthetic models directory (the same one `models synthesize` writes).
     Runs on a background thread (imports torch)."""
-    from styleclip_desktop.render.demo_models import write_demo_models
+    from styleclip_desktop.render.demo_models import DEFAULT_RESOLUTION, write_demo_models
 
-    write_demo_models(folder, resolution=resolution, seed=seed, progress=progress, cancelled=cancelled)
+    write_demo_models(folder, resolution=resolution or DEFAULT_RESOLUTION, seed=seed, progress=progress,
+                      cancelled=cancelled)
     return ModelSource.demo_in(folder)

@@ -59,7 +59,7 @@ class ModelWizard(QDialog):
     demo_chosen = Signal(object)  # the ModelSource of the synthetic demo set
 
     def __init__(self, models_dir: Path, parent: QWidget | None = None, reason: str = "",
-                 demo_resolution: int = 256) -> None:
+                 demo_resolution: int | None = None) -> None:
         super().__init__(parent)
         self.models_dir = Path(models_dir)
         self.demo_resolution = demo_resolution

@@ -23,6 +23,7 @@ from styleclip_desktop.document import (
     Document,
     ProjectFileError,
     autosave_for_project,
+    clear_stale_temporaries,
     find_recoverable,
     load_project,
     recover,
@@ -219,7 +220,9 @@ class ProjectController(QObject):
             self.autosaver.maybe_save()
 
     def offer_recovery(self) -> bool:
-        """At start-up: recover the newest untitled autosave a crash left behind."""
+        """At start-up: recover the newest untitled autosave a crash left behind (and
+        remove the temporaries of autosaves killed mid-write)."""
+        clear_stale_temporaries(autosave_dir())
         found = find_recoverable(autosave_dir())
         if not found:
             return False

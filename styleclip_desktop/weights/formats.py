@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import zipfile
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from styleclip_desktop.errors import ModelFileError
+from styleclip_desktop.nets import checkpoint
 from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
 from styleclip_desktop.weights import safe_pickle
 
@@ -103,6 +105,32 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 # --- shape inference shared by all formats --------------------------------------------
 
+# Far beyond every published StyleGAN2 (1024 px, 512 channels, 8 mapping layers, z/w 512);
+# checked before anything is allocated, because a file only has to claim a size for the
+# generator built from it to need it.
+MAX_RESOLUTION = 4096
+MAX_CHANNELS = 4096
+MAX_LATENT_DIM = 4096
+MAX_MAPPING_LAYERS = 32
+MAX_IMG_CHANNELS = 4
+
+
+def _dims(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
+    t = sd.get(key)
+    if not isinstance(t, torch.Tensor):
+        raise ModelFileError(f"the generator lacks tensor {key!r}" if t is None
+                             else f"the generator's {key!r} is a {type(t).__name__}, not a tensor")
+    if t.ndim != ndim:
+        raise ModelFileError(f"the generator's tensor {key!r} has shape {tuple(t.shape)}")
+    return tuple(int(n) for n in t.shape)
+
+
+def _limit(what: str, value: int, high: int, low: int = 1) -> int:
+    if not low <= value <= high:
+        raise ModelFileError(f"the generator's {what} is {value}; this app reads generators with "
+                             f"{low} to {high}, so the file is damaged or not a StyleGAN2 generator")
+    return value
+
 
 def _config_from_canonical(sd: Mapping[str, torch.Tensor], mapping_lr_mul: float,
                            conv_clamp: float | None) -> GeneratorConfig:
@@ -110,14 +138,19 @@ def _config_from_canonical(sd: Mapping[str, torch.Tensor], mapping_lr_mul: float
     n_map = len([k for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k)])
     if n_map == 0 or "const" not in sd:
         raise ModelFileError("the checkpoint has no StyleGAN2 generator weights")
-    z_dim = int(sd["mapping.fc0.weight"].shape[1])
-    w_dim = int(sd[f"mapping.fc{n_map - 1}.weight"].shape[0])
+    _limit("number of mapping layers", n_map, MAX_MAPPING_LAYERS)
+    z_dim = _limit("z dimension", _dims(sd, "mapping.fc0.weight", 2)[1], MAX_LATENT_DIM)
+    w_dim = _limit("w dimension", _dims(sd, f"mapping.fc{n_map - 1}.weight", 2)[0], MAX_LATENT_DIM)
     n_rgb = len([k for k in sd if re.fullmatch(r"torgbs\.\d+\.weight", k)])
-    resolution = 2 ** (n_rgb + 1)
-    channels = [(4, int(sd["const"].shape[0]))]
+    resolution = _limit("resolution", 2 ** (min(n_rgb, 64) + 1), MAX_RESOLUTION, 4)
+    channels = [(4, _limit("channel count at 4 px", _dims(sd, "const", 3)[0], MAX_CHANNELS))]
     for i in range(1, n_rgb):
-        channels.append((2 ** (i + 2), int(sd[f"torgbs.{i}.weight"].shape[1])))
-    img_channels = int(sd["torgbs.0.weight"].shape[0])
+        res = 2 ** (i + 2)
+        channels.append((res, _limit(f"channel count at {res} px", _dims(sd, f"torgbs.{i}.weight", 4)[1],
+                                     MAX_CHANNELS)))
+    img_channels = _limit("image channel count", _dims(sd, "torgbs.0.weight", 4)[0], MAX_IMG_CHANNELS)
+    if not (math.isfinite(mapping_lr_mul) and mapping_lr_mul > 0):
+        raise ModelFileError(f"the generator's mapping learning-rate multiplier is {mapping_lr_mul}")
     return GeneratorConfig(z_dim=z_dim, w_dim=w_dim, resolution=resolution, img_channels=img_channels,
                            mapping_layers=n_map, mapping_lr_mul=mapping_lr_mul,
                            channels=tuple(channels), conv_clamp=conv_clamp)
@@ -147,8 +180,13 @@ def _describe_filter(f: torch.Tensor) -> str:
 
 
 def _check_filter(name: str, value: Any, gain: float) -> None:
-    f = (value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))).detach().float().cpu()
+    raw = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
     expected = standard_fir_2d(gain)
+    if raw.numel() > 64:  # described by its shape alone: a filter is a handful of taps
+        raise ModelFileError(f"the generator's resampling filter {name} has shape {tuple(raw.shape)}, not "
+                             "StyleGAN2's standard 4x4 [1, 3, 3, 1] FIR; generators with other filters are "
+                             "not supported")
+    f = raw.detach().float().cpu()
     if tuple(f.shape) != tuple(expected.shape) or not torch.allclose(f, expected, rtol=1e-4, atol=1e-6):
         raise ModelFileError(f"the generator's resampling filter {name} is {_describe_filter(f)}, not StyleGAN2's "
                              "standard [1, 3, 3, 1] FIR; generators with other filters are not supported")
@@ -162,15 +200,23 @@ def _check_stored_filters(tensors: Mapping[str, Any], pattern: str, gain: float)
 
 
 def build_generator(sd: Mapping[str, torch.Tensor], config: GeneratorConfig) -> Generator:
-    G = Generator(config)
-    own = G.state_dict()
-    missing = [k for k in own if k not in sd and not k.endswith("filter")]
+    # Every tensor is checked on a generator with no storage first: the real one is only
+    # allocated once the file has proved it holds that many numbers.
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
+    missing = [k for k in expected if k not in sd and not k.endswith("filter")]
     if missing:
         raise ModelFileError(f"the checkpoint lacks {len(missing)} generator tensors (first: {missing[0]})")
-    for k, v in own.items():
-        if k in sd and tuple(sd[k].shape) != tuple(v.shape):
-            raise ModelFileError(f"tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
-    G.load_state_dict({k: sd[k].float() if k in sd else v for k, v in own.items()})
+    for k, shape in expected.items():
+        if k not in sd:
+            continue
+        if not isinstance(sd[k], torch.Tensor):
+            raise ModelFileError(f"{k} is a {type(sd[k]).__name__}, not a tensor")
+        if tuple(sd[k].shape) != shape:
+            raise ModelFileError(f"tensor {k} has shape {tuple(sd[k].shape)}, expected {shape}")
+        checkpoint.check_tensor(sd[k], "the generator", k)
+    G = Generator(config)
+    G.load_state_dict({k: sd[k].float() if k in sd else v for k, v in G.state_dict().items()})
     return G.eval().requires_grad_(False)
 
 
@@ -210,13 +256,32 @@ def _ada_to_canonical(src: Mapping[str, Any]) -> StateDict:
     return sd
 
 
-def _clamp(value: Any) -> float | None:
-    if value is None:
-        return None
+def _number(what: str, value: Any, kind: Callable[[Any], Any] = float) -> Any:
+    """A setting from the file's kwargs, which may hold anything: a clear error if it is
+    not a (finite) number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        shown = repr(value)[:40] if isinstance(value, str) else f"a {type(value).__name__}"
+        raise ModelFileError(f"the generator's {what} setting {shown} is not a number")
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ModelFileError(f"the generator's conv_clamp setting {value!r} is not a number") from None
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number) or (kind is int and number != int(value)):
+        raise ModelFileError(f"the generator's {what} setting {number:g} is not a valid value")
+    return kind(value)
+
+
+def _clamp(value: Any) -> float | None:
+    return None if value is None else float(_number("conv_clamp", value))
+
+
+def _kwargs(parent: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ModelFileError(f"the generator's {key} are a {type(value).__name__}, not a dictionary")
+    return dict(value)
 
 
 def load_ada_pkl(path: Path) -> Generator:
@@ -226,9 +291,9 @@ def load_ada_pkl(path: Path) -> Generator:
         raise ModelFileError("this NVIDIA pickle has no G_ema generator")
     g = data["G_ema"]
     kwargs = g.init_kwargs
-    mapping_kwargs = dict(kwargs.get("mapping_kwargs") or {})
-    synthesis_kwargs = dict(kwargs.get("synthesis_kwargs") or {})
-    if int(kwargs.get("c_dim", 0) or 0) != 0:
+    mapping_kwargs = _kwargs(kwargs, "mapping_kwargs")
+    synthesis_kwargs = _kwargs(kwargs, "synthesis_kwargs")
+    if _number("c_dim", kwargs.get("c_dim", 0) or 0, int) != 0:
         raise ModelFileError("conditional (class-label) generators are not supported")
     if synthesis_kwargs.get("architecture", "skip") != "skip":
         raise ModelFileError("only the skip-architecture StyleGAN2 generator (config-e/f) is supported")
@@ -241,7 +306,7 @@ def load_ada_pkl(path: Path) -> Generator:
         sd = _ada_to_canonical(tensors)
     except KeyError as exc:
         raise ModelFileError(f"the generator in this pickle lacks tensor {exc}") from exc
-    cfg = _config_from_canonical(sd, float(mapping_kwargs.get("lr_multiplier", 0.01)),
+    cfg = _config_from_canonical(sd, _number("lr_multiplier", mapping_kwargs.get("lr_multiplier", 0.01)),
                                  _clamp(synthesis_kwargs.get("conv_clamp")))
     return build_generator(sd, cfg)
 
@@ -249,12 +314,23 @@ def load_ada_pkl(path: Path) -> Generator:
 # --- NVIDIA TensorFlow .pkl -----------------------------------------------------------
 
 
-def _tf_params(net: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+def _tf_params(net: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dict[str, np.ndarray]:
+    if depth > safe_pickle.MAX_MODULE_DEPTH:
+        raise ModelFileError(f"its networks nest more than {safe_pickle.MAX_MODULE_DEPTH} levels deep")
     out: dict[str, np.ndarray] = {}
-    for name, value in net.get("variables", []):
-        out[prefix + name] = np.asarray(value)
-    for name, comp in (net.get("components") or {}).items():
-        out.update(_tf_params(comp, f"{prefix}{name}/"))
+    variables = net.get("variables") or []
+    components = net.get("components") or {}
+    if not isinstance(variables, list | tuple) or not isinstance(components, Mapping):
+        raise ModelFileError(f"the TensorFlow network {prefix or 'Gs'} has malformed variables or components")
+    for item in variables:
+        if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], np.ndarray | np.generic)):
+            raise ModelFileError(f"the TensorFlow network {prefix or 'Gs'} has a malformed variable")
+        out[prefix + item[0]] = np.asarray(item[1])
+    for name, comp in components.items():
+        if not isinstance(comp, Mapping):
+            raise ModelFileError(f"the TensorFlow component {prefix}{name} is a {type(comp).__name__}")
+        out.update(_tf_params(comp, f"{prefix}{name}/", depth + 1))
     return out
 
 
@@ -297,12 +373,12 @@ def load_tf_pkl(path: Path) -> Generator:
     if not (isinstance(data, tuple) and len(data) == 3 and all(isinstance(n, dict) for n in data)):
         raise ModelFileError("this TensorFlow pickle is not the (G, D, Gs) triple StyleGAN2 saves")
     gs = data[2]
-    kwargs = dict(gs.get("static_kwargs") or {})
-    synthesis = (gs.get("components") or {}).get("synthesis")
+    kwargs = _kwargs(gs, "static_kwargs")
+    synthesis = _kwargs(gs, "components").get("synthesis")
     # Gs passes its kwargs on to the synthesis network it builds; the component's own copy
     # is what that network was built with, so it wins.
-    kwargs.update(dict((synthesis.get("static_kwargs") if isinstance(synthesis, dict) else None) or {}))
-    if int(kwargs.get("label_size", 0) or 0) != 0:
+    kwargs.update(_kwargs(synthesis, "static_kwargs") if isinstance(synthesis, Mapping) else {})
+    if _number("label_size", kwargs.get("label_size", 0) or 0, int) != 0:
         raise ModelFileError("conditional (class-label) generators are not supported")
     if kwargs.get("architecture", "skip") != "skip":
         raise ModelFileError("only the skip-architecture StyleGAN2 generator (config-e/f) is supported")
@@ -315,7 +391,8 @@ def load_tf_pkl(path: Path) -> Generator:
         k = torch.as_tensor(np.asarray(kernel, dtype=np.float32))
         k2 = k[None, :] * k[:, None] if k.ndim == 1 else k
         _check_filter("resample_kernel", k2 / k2.sum() if float(k2.sum()) != 0.0 else k2, 1.0)
-    cfg = _config_from_canonical(sd, float(kwargs.get("mapping_lrmul", 0.01)), _clamp(kwargs.get("conv_clamp")))
+    cfg = _config_from_canonical(sd, _number("mapping_lrmul", kwargs.get("mapping_lrmul", 0.01)),
+                                 _clamp(kwargs.get("conv_clamp")))
     return build_generator(sd, cfg)
 
 
@@ -354,17 +431,17 @@ def _rosinality_to_canonical(g: Mapping[str, torch.Tensor], latent_avg: torch.Te
 def load_rosinality_pt(path: Path) -> Generator:
     import argparse
 
-    try:
-        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"cannot read this PyTorch checkpoint: it is damaged or truncated ({exc})") from exc
+    ckpt = checkpoint.torch_load(path, what="PyTorch checkpoint", extra_globals=[argparse.Namespace])
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
         raise ModelFileError("this PyTorch checkpoint has no 'g_ema' generator")
     latent_avg = ckpt.get("latent_avg")
-    if isinstance(ckpt["g_ema"], Mapping):
-        # make_kernel normalises to a sum of 1, then the 2x upsampling scales by factor**2.
-        _check_stored_filters(ckpt["g_ema"], r"convs\.\d+\.conv\.blur\.kernel|to_rgbs\.\d+\.upsample\.kernel", 4.0)
+    if not isinstance(ckpt["g_ema"], Mapping) or not all(isinstance(k, str) for k in ckpt["g_ema"]):
+        raise ModelFileError(f"this PyTorch checkpoint's 'g_ema' is a {type(ckpt['g_ema']).__name__}, "
+                             "not a state dict")
+    if latent_avg is not None and not isinstance(latent_avg, torch.Tensor):
+        raise ModelFileError(f"this PyTorch checkpoint's 'latent_avg' is a {type(latent_avg).__name__}")
+    # make_kernel normalises to a sum of 1, then the 2x upsampling scales by factor**2.
+    _check_stored_filters(ckpt["g_ema"], r"convs\.\d+\.conv\.blur\.kernel|to_rgbs\.\d+\.upsample\.kernel", 4.0)
     try:
         sd = _rosinality_to_canonical(ckpt["g_ema"], latent_avg)
     except KeyError as exc:
@@ -383,6 +460,11 @@ def load_rosinality_pt(path: Path) -> Generator:
 _LOADERS: dict[str, Callable[[Path], Generator]] = {
     ADA_PKL: load_ada_pkl, TF_PKL: load_tf_pkl, ROSINALITY_PT: load_rosinality_pt,
 }
+
+
+def named(exc: ModelFileError, path: Path) -> ModelFileError:
+    """`exc` with the file's name in front, unless its message already names it."""
+    return checkpoint.named(exc, path.name)
 
 
 def _cache_path(cache_dir: Path, digest: str) -> Path:
@@ -417,7 +499,17 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
     if fmt is None:
         raise ModelFileError(f"{p.name} is not a StyleGAN2 checkpoint this app can read "
                              "(NVIDIA .pkl, NVIDIA TensorFlow .pkl or rosinality .pt)")
-    G = _LOADERS[fmt](p)
+    # The one place where whatever a crafted or broken file makes a loader raise becomes
+    # one line that names the file.
+    try:
+        G = _LOADERS[fmt](p)
+    except ModelFileError as exc:
+        raise named(exc, p) from None
+    except Exception as exc:
+        if not checkpoint.is_malformed(exc):
+            raise
+        raise ModelFileError(f"{p.name} is not a valid StyleGAN2 checkpoint: its content is malformed "
+                             f"({checkpoint.describe(exc)})") from None
     G.source_sha256 = digest or sha256_file(p)  # type: ignore[assignment]
     if fmt != ROSINALITY_PT:
         with open(p, "rb") as f:

@@ -1,18 +1,22 @@
 """Which model a file holds, decided from its bytes, never its name.
 
-Nothing in a file is executed or even fully loaded to identify it:
-- PyTorch checkpoints (zip or legacy format) are recognised from the strings in their
-  pickle index (the state-dict keys), read opcode by opcode with `pickletools.genops`;
-  so a 1.2 GB encoder costs only its small index, and a hostile pickle runs nothing;
-- NVIDIA's pickles go through `formats.detect_generator_format`, which scans globals;
-- safetensors files by their JSON header, .npy files with `allow_pickle=False`,
-  ONNX files by their protobuf header.
+The kind is first guessed cheaply (the state-dict keys in a PyTorch file's pickle index,
+the globals near the top of an NVIDIA pickle, a safetensors or .npy header, an ONNX
+protobuf header), then the file is loaded with the very loader the app would use for
+that kind: the same restricted unpickling, the same size checks, the same network built
+on top. A file is identified only if it loads, so anything `models import`, download
+validation or `models verify` accepts is a file the app can use, and a file that hides
+something its first megabytes do not show (a forbidden global further in, safetensors
+offsets that lie, a truncated tail) is refused with the loader's one-line reason.
+
+Loading runs nothing from the file: torch files with `weights_only`, NVIDIA's pickles
+with the allow-list of `safe_pickle`, .npy files without pickles, ONNX files are only
+parsed (and refused if they point at data in other files).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickletools
 import struct
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from styleclip_desktop.errors import ModelFileError
+from styleclip_desktop.nets import checkpoint
 from styleclip_desktop.weights.catalog import ARCFACE, CLIP, E4E, FS3, MAPPER, YUNET
 
 _STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
@@ -42,9 +47,25 @@ class Identified:
 def identify_file(path: str | os.PathLike[str]) -> Identified | None:
     """The kind of model in `path` (a catalog `format`), or None if it is none we know.
 
-    Raises `ModelFileError` for files we recognise but refuse, with the reason.
+    Raises `ModelFileError`, one line naming the file, for files we recognise but refuse
+    (because they do not load, or ask for something unsafe), with the reason.
     """
     p = Path(path)
+    try:
+        return _identify(p)
+    except ModelFileError as exc:
+        from styleclip_desktop.weights.formats import named
+
+        raise named(exc, p) from None
+    except OSError as exc:
+        if not checkpoint.from_content(exc):
+            raise
+        raise ModelFileError(f"{p.name} is damaged or malformed ({checkpoint.describe(exc)})") from None
+    except checkpoint.MALFORMED as exc:  # the one place a loader's unexpected failure becomes a refusal
+        raise ModelFileError(f"{p.name} is damaged or malformed ({checkpoint.describe(exc)})") from None
+
+
+def _identify(p: Path) -> Identified | None:
     with open(p, "rb") as f:
         head = f.read(128)
     if head.startswith(b"\x93NUMPY"):
@@ -57,24 +78,60 @@ def identify_file(path: str | os.PathLike[str]) -> Identified | None:
     if _looks_like_onnx(head):
         size = p.stat().st_size
         if _ONNX_SIZE_RANGE[0] <= size <= _ONNX_SIZE_RANGE[1]:
-            return Identified(YUNET, f"ONNX model, {size} bytes")
+            from styleclip_desktop.faces.detect import check_onnx_model
+
+            nodes = check_onnx_model(p)
+            return Identified(YUNET, f"ONNX model, {size} bytes, {nodes} nodes")
         return None
     if head.startswith(b"PK") and zipfile.is_zipfile(p):
         strings = _zip_pickle_strings(p)
-        found = _classify_torch(strings) if strings is not None else None
-        return found or _generator(p)
-    if head[:1] == b"\x80":
+    elif head[:1] == b"\x80":
         strings = _legacy_torch_strings(p, head)
-        found = _classify_torch(strings) if strings is not None else None
-        return found or _generator(p)
-    return None
+    else:
+        return None
+    found = _classify_torch(strings) if strings is not None else None
+    if found is not None:
+        _check_loads(p, found.kind)
+        return found
+    generator = _generator(p)
+    if generator is None and strings is not None:
+        # A PyTorch file of no kind we use: still say so if it is unsafe or broken.
+        checkpoint.torch_load(p)
+    return generator
+
+
+def _check_loads(p: Path, kind: str) -> None:
+    """Load `p` as the app loads `kind`, discarding the result; raises why it does not."""
+    if kind == CLIP:
+        from styleclip_desktop.nets.clip import build_clip, read_clip_state_dict
+
+        build_clip(read_clip_state_dict(p), name=p.name)
+    elif kind == E4E:
+        from styleclip_desktop.nets.e4e import load_e4e
+
+        # An encoder trained without an average latent needs the generator's; that is no
+        # fault of the file.
+        load_e4e(p, require_latent_avg=False)
+    elif kind == ARCFACE:
+        from styleclip_desktop.nets.irse import load_arcface
+
+        load_arcface(p)
+    elif kind == MAPPER:
+        from styleclip_desktop.nets.mapper import load_mapper
+
+        load_mapper(p)
+    else:  # every kind the classifiers return is one of the above
+        raise AssertionError(kind)
 
 
 def _generator(p: Path) -> Identified | None:
-    from styleclip_desktop.weights.formats import detect_generator_format
+    from styleclip_desktop.weights.formats import detect_generator_format, load_generator
 
     kind = detect_generator_format(p)
-    return Identified(kind, "StyleGAN2 generator") if kind else None
+    if kind is None:
+        return None
+    load_generator(p)  # no cache_dir: identifying a file writes nothing
+    return Identified(kind, "StyleGAN2 generator")
 
 
 # --- PyTorch checkpoints --------------------------------------------------------------
@@ -121,7 +178,8 @@ def _legacy_torch_strings(p: Path, head: bytes) -> set[str] | None:
     if head[:4] != b"\x80\x02\x8a\x0a" or int.from_bytes(head[4:14], "little") != _LEGACY_TORCH_MAGIC:
         return None
     with open(p, "rb") as f:
-        return _pickle_strings(f, max_pickles=4)
+        # Bounded: a declared string length is checked against the file before it is read.
+        return _pickle_strings(checkpoint.BoundedReader(f, p.stat().st_size), max_pickles=4)  # type: ignore[arg-type]
 
 
 def _pickle_strings(stream: IO[bytes], max_pickles: int) -> set[str]:
@@ -142,14 +200,15 @@ def _pickle_strings(stream: IO[bytes], max_pickles: int) -> set[str]:
 def _identify_npy(p: Path) -> Identified | None:
     import numpy as np
 
-    try:
-        arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise ModelFileError(f"{p.name} is a .npy file holding Python objects; it is refused "
-                             f"because loading it would run code ({exc})") from exc
-    if arr.ndim == 2 and arr.shape[1] == 512 and arr.shape[0] > 0 and arr.dtype.kind == "f":
-        return Identified(FS3, f"channel relevance matrix, {arr.shape[0]} x 512")
-    return None
+    from styleclip_desktop.weights.npy import read_header, read_npy
+
+    header = read_header(p)
+    shape = header.shape
+    if not (len(shape) == 2 and shape[1] == 512 and shape[0] > 0 and header.dtype.kind == "f"):
+        return None
+    if not np.isfinite(read_npy(p)).all():
+        raise ModelFileError(f"{p.name} contains NaN or infinite values")
+    return Identified(FS3, f"channel relevance matrix, {shape[0]} x 512")
 
 
 def is_safetensors(path: Path) -> bool:
@@ -165,17 +224,25 @@ def _looks_like_safetensors(p: Path, head: bytes) -> bool:
 
 
 def _identify_safetensors(p: Path) -> Identified | None:
-    with open(p, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        try:
-            header = json.loads(f.read(n))
-        except ValueError:
-            return None
-    keys = {k.removeprefix("module.") for k in header if k != "__metadata__"}
+    from safetensors import SafetensorError, safe_open
+
+    # safe_open checks the whole header against the file (every entry's dtype, shape and
+    # offsets, the offsets covering the data exactly) without reading tensors; a header
+    # that is not a flat object of entries, or nests 200,000 deep, is its error too.
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            raw_keys = list(f.keys())
+            shapes = {k: f.get_slice(k).get_shape() for k in raw_keys if k.endswith("visual.conv1.weight")}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{p.name} is not a valid safetensors file ({checkpoint.one_line(exc)})") from None
+    keys = {k.removeprefix("module.") for k in raw_keys}
     if {"visual.conv1.weight", "token_embedding.weight"} <= keys:
-        shape = header.get("visual.conv1.weight", header.get("module.visual.conv1.weight", {})).get("shape")
-        return Identified(CLIP, f"CLIP state dict (patch embedding {shape})")
-    return _classify_torch(keys)
+        _check_loads(p, CLIP)
+        return Identified(CLIP, f"CLIP state dict (patch embedding {next(iter(shapes.values()), None)})")
+    found = _classify_torch(keys)
+    if found is not None:
+        _check_loads(p, found.kind)
+    return found
 
 
 def _looks_like_onnx(head: bytes) -> bool:

@@ -182,7 +182,12 @@ def quick_status(entry: ModelEntry, models_dir: Path,
 def deep_status(entry: ModelEntry, models_dir: Path, known: Mapping[str, KnownHash] | None = None,
                 progress: ProgressFn | None = None, cancel: CancelToken = None,
                 record: bool = True) -> tuple[ModelStatus, str | None]:
-    """Re-hash the file; returns the status and a note (e.g. "recorded sha256 ...")."""
+    """Re-hash the file and load it as the app would; returns the status and a note
+    (e.g. "recorded sha256 ...").
+
+    A matching checksum is not enough: a hash recorded before files were fully checked (or
+    for a file that was swapped since) vouches for nothing, so the content is checked every
+    time, and a file that does not load is never "present"."""
     known = read_known_hashes(models_dir) if known is None else known
     st = quick_status(entry, models_dir, known)
     if st.state is not State.PRESENT or st.path is None:
@@ -190,11 +195,9 @@ def deep_status(entry: ModelEntry, models_dir: Path, known: Mapping[str, KnownHa
     digest = sha256_of(st.path, cancel, progress)
     rec = _recorded_for(entry, st.path, models_dir, known)
     expect = entry.sha256 or (rec.sha256 if rec else None)
-    if expect:
-        if digest != expect:
-            return (ModelStatus(entry.id, State.CORRUPT, st.path, st.size,
-                                f"sha256 is {digest}, expected {expect}"), None)
-        return st, None
+    if expect and digest != expect:
+        return (ModelStatus(entry.id, State.CORRUPT, st.path, st.size,
+                            f"sha256 is {digest}, expected {expect}"), None)
     from styleclip_desktop.weights.identify import identify_file
 
     try:
@@ -205,6 +208,8 @@ def deep_status(entry: ModelEntry, models_dir: Path, known: Mapping[str, KnownHa
         what = found.kind if found else "not a recognised model file"
         return ModelStatus(entry.id, State.CORRUPT, st.path, st.size,
                            f"its content is {what}, expected {entry.format}"), None
+    if expect:
+        return st, None
     note = None
     if record and st.path.parent == models_dir:
         record_hash(models_dir, entry.id, digest, st.size or 0, "verify", st.path.name)

@@ -62,6 +62,9 @@ def test_pixel_norm_runs_over_the_rows_of_a_level() -> None:
 
 
 def test_switches_alpha_and_row_ranges() -> None:
+    # Seeded: with random weights some row's smallest change is ~1e-6, and for an unlucky
+    # global RNG state (whatever the tests before left it in) one rounds to exactly 0.
+    torch.manual_seed(0)
     mapper = LevelsMapper()
     ws = _wplus(1)
     full = mm.apply_mapper(mapper, ws)

@@ -473,10 +473,17 @@ def test_unsaved_changes_prompt_and_crash_recovery(make_window: Any, seed_docume
     w.close()
     assert asked and w.isVisible() and w.state.document is seed_document  # Cancel keeps everything
 
+    # An autosave killed mid-write left its temporary; the next start removes it.
+    import os
+
+    killed = autosave_dir() / f".untitled-{seed_document.uid}.scproj.autosave.k1ll3d_0.tmp"
+    killed.write_bytes(b"half an autosave")
+    os.utime(killed, (0, 0))
     # The next start offers to recover it.
     monkeypatch.setattr(dialogs, "ask_recover", lambda parent, found: True)
     w2 = make_window(source=empty)
     assert w2.projects.offer_recovery()
+    assert not killed.exists()
     recovered = w2.state.document
     assert recovered is not None and recovered.dirty
     assert [layer.name for layer in recovered.layers] == ["a smiling face"]

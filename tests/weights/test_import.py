@@ -13,6 +13,10 @@ import pytest
 import torch
 
 from styleclip_desktop.errors import ModelFileError, UserError
+from styleclip_desktop.nets.clip import tiny_clip_state_dict
+from styleclip_desktop.nets.e4e import write_synthetic_e4e
+from styleclip_desktop.nets.irse import write_synthetic_arcface
+from styleclip_desktop.nets.mapper import write_synthetic_mapper
 from styleclip_desktop.weights import catalog as cat_mod
 from styleclip_desktop.weights import store
 from styleclip_desktop.weights.catalog import load_catalog
@@ -27,23 +31,22 @@ def catalog() -> cat_mod.Catalog:
     return load_catalog(cat_mod.default_catalog_path())
 
 
-def _e4e(path: Path) -> Path:
-    torch.save({"state_dict": {"encoder.input_layer.0.weight": T, "encoder.body.0.res_layer.1.weight": T,
-                               "decoder.style.1.weight": T}, "latent_avg": T,
-                "opts": {"encoder_type": "Encoder4Editing"}}, path)
-    return path
+# Real (tiny, synthetic) files of each kind: identification loads a file as the app
+# would, so a file with the right key names but nothing loadable behind them is refused
+# (tests/weights/test_hostile_files.py has those).
+def _e4e(path: Path, seed: int = 0) -> Path:
+    return write_synthetic_e4e(path, seed=seed)
 
 
 def _arcface(path: Path, legacy: bool = False) -> Path:
-    sd = {"input_layer.0.weight": T, "body.0.res_layer.0.weight": T, "output_layer.0.weight": T}
-    torch.save(sd, path, _use_new_zipfile_serialization=not legacy)
+    write_synthetic_arcface(path)
+    if legacy:
+        torch.save(torch.load(path, weights_only=True), path, _use_new_zipfile_serialization=False)
     return path
 
 
 def _mapper(path: Path, description: str = "") -> Path:
-    torch.save({"state_dict": {"mapper.course_mapping.0.weight": T, "decoder.style.1.weight": T},
-                "opts": {"description": description, "no_fine_mapper": False}}, path)
-    return path
+    return write_synthetic_mapper(path, description=description)
 
 
 def _fs3(path: Path) -> Path:
@@ -52,14 +55,22 @@ def _fs3(path: Path) -> Path:
     return path
 
 
-def _onnx(path: Path, size: int = 232_589) -> Path:
-    head = b"\x08\x08\x12\x07pytorch\x1a\x052.0.1"
-    path.write_bytes(head + os.urandom(size - len(head)))
+def _onnx(path: Path, seed: int = 0) -> Path:
+    """A small self-contained ONNX model (one conv, ~37 KB of weights) in YuNet's slot."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(seed).standard_normal((64, 3, 7, 7)).astype(np.float32), "w")
+    node = helper.make_node("Conv", ["input", "w"], ["out"], strides=[8, 8])
+    graph = helper.make_graph([node], "yunet", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                              [1, 3, 640, 640])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 64, 80, 80])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    path.write_bytes(model.SerializeToString())
     return path
 
 
 def _clip_zip(path: Path) -> Path:
-    torch.save({"visual.conv1.weight": T, "token_embedding.weight": T, "positional_embedding": T}, path)
+    torch.save(tiny_clip_state_dict(), path)
     return path
 
 
@@ -161,9 +172,9 @@ def test_pickles_are_scanned_never_run(catalog: cat_mod.Catalog, tmp_path: Path)
 
 
 def test_identified_by_checksum(catalog: cat_mod.Catalog, tmp_path: Path) -> None:
-    src = _onnx(tmp_path / "x.bin", size=50_000)
+    src = _onnx(tmp_path / "x.bin")
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    entries = [type(e)(**{**e.__dict__, "sha256": digest, "size": 50_000}) if e.id == "yunet" else e
+    entries = [type(e)(**{**e.__dict__, "sha256": digest, "size": src.stat().st_size}) if e.id == "yunet" else e
                for e in catalog]
     res = import_model(src, tmp_path / "models", catalog.replace_entries(entries))
     assert res.identified_by == "checksum" and res.entry.id == "yunet" and res.note == ""
@@ -177,8 +188,7 @@ def test_link_replace_and_already_present(catalog: cat_mod.Catalog, tmp_path: Pa
     assert os.path.samefile(res.path, src)
     again = import_model(src, models, catalog)
     assert again.method == "already present"
-    other = tmp_path / "e2.pt"
-    torch.save({"state_dict": {"encoder.input_layer.0.weight": torch.ones(3)}, "latent_avg": T}, other)
+    other = _e4e(tmp_path / "e2.pt", seed=1)
     with pytest.raises(UserError, match="--force"):
         import_model(other, models, catalog)
     assert import_model(other, models, catalog, force=True).method == "copied"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from styleclip_desktop.errors import Cancelled, UserError
+from styleclip_desktop.nets.irse import write_synthetic_arcface
 from styleclip_desktop.weights import catalog as cat_mod
 from styleclip_desktop.weights import hfcache, store
 from styleclip_desktop.weights.catalog import load_catalog
@@ -142,9 +142,7 @@ def test_deep_status_hashes_and_records(catalog: cat_mod.Catalog, tmp_path: Path
     models = tmp_path / "models"
     models.mkdir()
     entry = catalog.get("arcface-ir-se50")
-    T = torch.zeros(1)
-    torch.save({"input_layer.0.weight": T, "body.0.x": T, "output_layer.0.weight": T},
-               models / entry.filename)
+    write_synthetic_arcface(models / entry.filename)
     st, note = store.deep_status(entry, models)
     assert st.state is State.PRESENT and note is not None and "recorded sha256" in note
     assert store.read_known_hashes(models)["arcface-ir-se50"].source == "verify"
