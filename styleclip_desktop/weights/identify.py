@@ -32,6 +32,9 @@ from styleclip_desktop.weights.catalog import ARCFACE, CLIP, E4E, FS3, MAPPER, Y
 
 _STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
                          "SHORT_BINSTRING", "BINSTRING", "STRING"})
+# The first line of a current Git LFS pointer file (GitHub serves these for LFS files on
+# raw.githubusercontent.com); older pointers name other spec addresses.
+LFS_POINTER_VERSION = b"version https://git-lfs.github.com/spec/v1\n"
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 _ONNX_SIZE_RANGE = (20_000, 20_000_000)  # YuNet is ~230 KB; a guard against arbitrary blobs
 _MAX_INDEX = 256 << 20
@@ -70,7 +73,7 @@ def _identify(p: Path) -> Identified | None:
         head = f.read(128)
     if head.startswith(b"\x93NUMPY"):
         return _identify_npy(p)
-    if head.startswith(b"version ") and b"\noid sha256:" in head:
+    if head.startswith(b"version ") and b"\noid sha256:" in head:  # any spec version
         raise ModelFileError(f"{p.name} is a Git LFS pointer, not the model itself; "
                              "download the real file (github.com/.../raw/... follows LFS)")
     if _looks_like_safetensors(p, head):

@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from styleclip_desktop.weights.catalog import Catalog
+from styleclip_desktop.weights.identify import LFS_POINTER_VERSION
 
 from .http_server import CONFIRM_PAGE, QUOTA_PAGE
 
@@ -60,29 +61,35 @@ class Copy:
 
 
 def lfs_pointer(body: bytes) -> bytes:
-    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(body).hexdigest()}\n"
-            f"size {len(body)}\n").encode()
+    return LFS_POINTER_VERSION + (f"oid sha256:{hashlib.sha256(body).hexdigest()}\n"
+                                  f"size {len(body)}\n").encode()
 
 
 def copy_key(url: str) -> str:
-    """Which copy a published URL reaches: Drive's two endpoints reach one copy per id."""
+    """Which copy a catalog URL reaches (see `host_copy_key`)."""
     parts = urlsplit(url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    if parts.netloc in ("drive.google.com", "drive.usercontent.google.com"):
+    return host_copy_key(parts.netloc, parts.path, parts.query)
+
+
+def host_copy_key(host: str, path: str, query_string: str = "") -> str:
+    """Which copy a request for HOST/PATH?QUERY reaches: Drive's two endpoints reach one
+    copy per file id, and the hub one copy per file whatever the revision."""
+    query = {k: v[-1] for k, v in parse_qs(query_string).items()}
+    if host in ("drive.google.com", "drive.usercontent.google.com"):
         return f"gdrive:{query.get('id', '')}"
-    if parts.netloc == "huggingface.co":  # REPO/resolve/REV/FILE -> any revision
-        org, repo, _resolve, _rev, *rest = parts.path.strip("/").split("/")
+    if host == "huggingface.co":  # REPO/resolve/REV/FILE
+        org, repo, _resolve, _rev, *rest = path.strip("/").split("/")
         return f"huggingface.co/{org}/{repo}/{'/'.join(rest)}"
-    if parts.netloc == "github.com":  # OWNER/REPO/raw/REF/PATH
-        owner, repo, _raw, _ref, *rest = parts.path.strip("/").split("/")
+    if host == "github.com":  # OWNER/REPO/raw/REF/PATH
+        owner, repo, _raw, _ref, *rest = path.strip("/").split("/")
         return f"github.com/{owner}/{repo}/{'/'.join(rest)}"
-    if parts.netloc == "raw.githubusercontent.com":
-        owner, repo, _ref, *rest = parts.path.strip("/").split("/")
+    if host == "raw.githubusercontent.com":
+        owner, repo, _ref, *rest = path.strip("/").split("/")
         return f"raw.githubusercontent.com/{owner}/{repo}/{'/'.join(rest)}"
-    if parts.netloc == "media.githubusercontent.com":
-        _media, owner, repo, _ref, *rest = parts.path.strip("/").split("/")
+    if host == "media.githubusercontent.com":
+        _media, owner, repo, _ref, *rest = path.strip("/").split("/")
         return f"media.githubusercontent.com/{owner}/{repo}/{'/'.join(rest)}"
-    return f"{parts.netloc}{parts.path}"
+    return f"{host}{path}"
 
 
 @dataclass
@@ -111,6 +118,11 @@ class RealHosts:
     @property
     def mirror(self) -> str:
         return f"http://127.0.0.1:{self.main.server_address[1]}"
+
+    def at(self, host: str, path: str) -> str:
+        """A host's own absolute URL, as the mirror serves it: what the host's redirects and
+        forms point to (the downloader maps it back to the published URL)."""
+        return f"{self.mirror}/{host}{path}"
 
     @property
     def hf_endpoint(self) -> str:
@@ -161,14 +173,13 @@ def _handler(hosts: RealHosts, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 found = hosts._cdn.get(parts.path)
                 return self._file(found, head) if found else self._status(404)
             host, _, rest = parts.path.lstrip("/").partition("/")
-            published = f"https://{host}/{rest}" + (f"?{parts.query}" if parts.query else "")
-            copy = hosts.copies.get(copy_key(published))
+            copy = hosts.copies.get(host_copy_key(host, "/" + rest, parts.query))
             if copy is not None:
                 with hosts.lock:
                     copy.requests += 1
             if host == "drive.google.com" and rest == "uc":
-                return self._redirect("https://drive.usercontent.google.com/download?"
-                                      f"id={query.get('id', '')}&export=download")
+                return self._redirect(hosts.at("drive.usercontent.google.com", "/download?"
+                                               f"id={query.get('id', '')}&export=download"))
             if copy is None or copy.mode == "missing":
                 extra = {"X-Error-Code": "EntryNotFound"} if host == "huggingface.co" else {}
                 return self._status(404, extra)
@@ -181,9 +192,10 @@ def _handler(hosts: RealHosts, cdn: bool) -> type[BaseHTTPRequestHandler]:
                     return self._file(copy, head, "text/plain; charset=utf-8")
                 owner, repo, _raw, ref, *path = rest.split("/")
                 if copy.lfs:
-                    return self._redirect(f"https://media.githubusercontent.com/media/{owner}/{repo}/{ref}/"
-                                          + "/".join(path))
-                return self._redirect(f"https://raw.githubusercontent.com/{owner}/{repo}/{ref}/" + "/".join(path))
+                    return self._redirect(hosts.at("media.githubusercontent.com",
+                                                   f"/media/{owner}/{repo}/{ref}/" + "/".join(path)))
+                return self._redirect(hosts.at("raw.githubusercontent.com",
+                                               f"/{owner}/{repo}/{ref}/" + "/".join(path)))
             if host == "raw.githubusercontent.com" and copy.lfs:
                 return self._bytes(lfs_pointer(copy.body), head, "text/plain; charset=utf-8")
             return self._file(copy, head)
@@ -196,7 +208,7 @@ def _handler(hosts: RealHosts, cdn: bool) -> type[BaseHTTPRequestHandler]:
             token = secrets.token_hex(8)
             with hosts.lock:
                 hosts._tokens.add(token)
-            return self._page(200, CONFIRM_PAGE.format(action="https://drive.usercontent.google.com/download",
+            return self._page(200, CONFIRM_PAGE.format(action=hosts.at("drive.usercontent.google.com", "/download"),
                                                        file_id=query.get("id", ""), uuid=token))
 
         def _hub(self, copy: Copy, head: bool) -> None:
