@@ -7,21 +7,24 @@ real models.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.harness import peak_rss_mb, timeit
+from bench.harness import Stages, peak_rss_mb, timeit
 
 
-def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
+def run(device: torch.device, repeats: int = 3, quick: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     from styleclip_desktop.methods import global_directions as gd
     from styleclip_desktop.nets.clip import ClipModel, build_clip, random_vit_b32, tiny_clip_state_dict
     from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
     from styleclip_desktop.weights.synthetic import tiny_generator
 
+    stage = Stages(progress, 4)
     # --quick smoke-tests the benchmark itself with tiny models; its numbers mean nothing.
     res = 64 if quick else 1024
     torch.manual_seed(0)
@@ -33,9 +36,12 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str
     with torch.no_grad():
         styles = G.w_to_s(ws)
         out["wplus_to_s"] = timeit(lambda: G.w_to_s(ws), device, repeats=max(repeats, 10))
+        stage()
         out[f"synthesis_{res}_batch1"] = timeit(lambda: G.synthesize(styles), device, repeats=repeats)
+        stage()
         out[f"synthesis_{early}_early_exit_batch1"] = timeit(lambda: G.synthesize(styles, out_res=early), device,
                                                              repeats=repeats)
+        stage()
     full = out[f"synthesis_{res}_batch1"]["median_ms"]
     out[f"early_exit_{early}_vs_full_ratio"] = round(out[f"synthesis_{early}_early_exit_batch1"]["median_ms"] / full, 3)
 
@@ -57,5 +63,6 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str
             gd.style_direction(fs3, dt, std, conv_idx, beta=0.1)
 
         out["dt_ds_new_prompt_" + ("tiny_clip" if quick else "vit_b32")] = timeit(new_prompt, device, repeats=repeats)
+        stage()
     out["peak_rss_mb"] = peak_rss_mb()
     return out

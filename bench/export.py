@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def memory_child(fmt: str, frames: int, size: int, mark: int, device: str) -> di
             "frames_per_s": round(result.frames / seconds, 2)}
 
 
-def _memory(device: str, frames: int, size: int, mark: int) -> dict[str, Any]:
+def _memory(device: str, frames: int, size: int, mark: int, stage: Callable[[], None] = lambda: None) -> dict[str, Any]:
     out: dict[str, Any] = {"frames": frames, "size": size, "mark_frame": mark,
                            "bound_mb": RSS_GROWTH_BOUND_MB,
                            "frames_held_would_cost_mb": round((frames - mark) * size * size * 3 / 2**20, 1)}
@@ -92,6 +92,7 @@ def _memory(device: str, frames: int, size: int, mark: int) -> dict[str, Any]:
                 "sys.argv[6])))")
         proc = subprocess.run([sys.executable, "-c", code, str(ROOT), fmt, str(frames), str(size), str(mark), device],
                               capture_output=True, text=True, cwd=ROOT, timeout=1800)
+        stage()
         if proc.returncode != 0:
             out[fmt] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
             continue
@@ -112,7 +113,8 @@ class _Replay:
             yield self.frames[i % len(self.frames)]
 
 
-def _throughput(device: Any, res: int, frames: int, repeats: int) -> dict[str, Any]:
+def _throughput(device: Any, res: int, frames: int, repeats: int,
+                stage: Callable[[], None] = lambda: None) -> dict[str, Any]:
     import torch
 
     from styleclip_desktop.export.animation import AnimationOptions, export_animation
@@ -132,6 +134,7 @@ def _throughput(device: Any, res: int, frames: int, repeats: int) -> dict[str, A
     t0 = time.perf_counter()
     rendered = list(engine.render_frames(doc, alphas, size=res))
     out["render_only_fps"] = round(frames / (time.perf_counter() - t0), 3)
+    stage()
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in FORMATS:
             path = Path(tmp) / f"t.{fmt}"
@@ -145,18 +148,23 @@ def _throughput(device: Any, res: int, frames: int, repeats: int) -> dict[str, A
                 replayed = export_animation(_Replay(rendered), doc, path, opts)
                 best = min(best, time.perf_counter() - t0)
             out[f"{fmt}_encode_only_fps"] = round(replayed.frames / best, 2)
+            stage()
     close_frame_source(engine)
     return out
 
 
-def run(device: Any, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
+def run(device: Any, repeats: int = 3, quick: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    from bench.harness import Stages
+
+    stage = Stages(progress, 2 * len(FORMATS) + 1)
     start = os.getloadavg()
     out: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_1m_start": round(start[0], 2)}
     if quick:
-        out["memory"] = _memory(str(device), frames=60, size=64, mark=20)
-        out["throughput"] = _throughput(device, res=32, frames=3, repeats=1)
+        out["memory"] = _memory(str(device), frames=60, size=64, mark=20, stage=stage)
+        out["throughput"] = _throughput(device, res=32, frames=3, repeats=1, stage=stage)
     else:
-        out["memory"] = _memory(str(device), frames=600, size=256, mark=100)
-        out["throughput"] = _throughput(device, res=1024, frames=4, repeats=repeats)
+        out["memory"] = _memory(str(device), frames=600, size=256, mark=100, stage=stage)
+        out["throughput"] = _throughput(device, res=1024, frames=4, repeats=repeats, stage=stage)
     out["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return out

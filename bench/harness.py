@@ -10,6 +10,21 @@ from collections.abc import Callable
 from typing import Any
 
 
+class Stages:
+    """Counts a suite's measurements for the caller's `(done, total)` progress callback, if any."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        if progress is not None:
+            progress(0, total)
+
+    def __call__(self) -> None:
+        """One measurement finished."""
+        self.done = min(self.done + 1, self.total)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
 def sync(device: Any) -> None:
     import torch
 

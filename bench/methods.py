@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.harness import peak_rss_mb, timeit
+from bench.harness import Stages, peak_rss_mb, timeit
 
 PROMPT = "a face with purple hair"
 
@@ -34,13 +35,15 @@ def _optimization_rate(G: Any, clip: Any, ws: torch.Tensor, steps: int, arcface:
             "steps_per_s": round(1.0 / per_step, 3), "run_total_s": round(total, 2)}
 
 
-def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
+def run(device: torch.device, repeats: int = 3, quick: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     from styleclip_desktop.methods.mapper import apply_mapper, mapper_delta
     from styleclip_desktop.nets.clip import random_vit_b32
     from styleclip_desktop.nets.irse import ArcFace, IRSEConfig, randomize_
     from styleclip_desktop.nets.mapper import LevelsMapper
     from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
 
+    stage = Stages(progress, 4)
     gpu = str(device).startswith("cuda")
     res = 256 if quick else 1024
     steps = 20 if gpu and not quick else 3
@@ -53,15 +56,19 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str
         if gpu:
             torch.cuda.reset_peak_memory_stats()
         out["optimization_wplus"] = _optimization_rate(G, clip, ws, steps)
+        stage()
         if gpu:
             out["optimization_wplus"]["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
         arcface = randomize_(ArcFace(IRSEConfig()), seed=0).eval().requires_grad_(False).to(device)
         out["optimization_wplus_arcface_irse50"] = _optimization_rate(G, clip, ws, steps, arcface)
+        stage()
         del arcface
     mapper = LevelsMapper().eval().to(device)
     with torch.no_grad():
         out["mapper_delta_batch1"] = timeit(lambda: mapper_delta(mapper, ws), device, repeats=max(repeats, 10))
+        stage()
         out[f"mapper_edit_and_render_{res}_batch1"] = timeit(lambda: G(apply_mapper(mapper, ws)), device,
                                                             repeats=repeats)
+        stage()
     out["peak_rss_mb"] = peak_rss_mb()
     return out

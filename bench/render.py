@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.harness import peak_rss_mb, timeit
+from bench.harness import Stages, peak_rss_mb, timeit
 
 GOAL_ONNX_VS_TORCH = 0.6
 GOAL_PREVIEW_VS_FULL = 0.35
@@ -150,12 +151,14 @@ def _caches(engine: Any, doc: Any, repeats: int) -> dict[str, Any]:
     return out
 
 
-def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
+def run(device: torch.device, repeats: int = 3, quick: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     from styleclip_desktop import paths
     from styleclip_desktop.render import onnx_export
     from styleclip_desktop.render.backends import OnnxBackend, TorchBackend
     from styleclip_desktop.render.engine import Engine
 
+    stage = Stages(progress, 7)
     res = 64 if quick else 1024
     out: dict[str, Any] = {"load_average_start": _load(), "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,6 +169,7 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str
         out["generator"] = f"{'narrow' if quick else 'config-f'} {res}px, random weights"
         out["backend"], out["notices"] = engine.backend_label, list(engine.notices)
         out["onnx_ready_s"] = round(time.perf_counter() - t0, 1)  # export + checks, or loading cached graphs
+        stage()
         try:
             if engine.backend.kind != "onnx":
                 out["error"] = "ONNX Runtime is not available: " + "; ".join(engine.notices)
@@ -182,21 +186,22 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False) -> dict[str
             onnx = OnnxBackend(graphs, torch_backend)
             sizes = sorted(graphs, reverse=True)
             out["synthesis"] = _synthesis(onnx, torch_backend, models.G, sizes, repeats)
+            stage()
             doc = _doc(models)
             engine.render(doc)  # warm the text, ds and W+ -> S caches
             torch_engine = Engine(models, device, backend="torch", worker=engine.worker)
             torch_engine.renderer.texts, torch_engine.renderer.directions = engine.renderer.texts, engine.renderer.directions
-            lat = {
-                "onnx_preview": _latency(engine, doc, repeats, preview=True),
-                "onnx_full": _latency(engine, doc, repeats, preview=False),
-                "torch_preview": _latency(torch_engine, doc, repeats, preview=True),
-                "torch_full": _latency(torch_engine, doc, repeats, preview=False),
-            }
+            lat: dict[str, Any] = {}
+            for key, eng, preview in (("onnx_preview", engine, True), ("onnx_full", engine, False),
+                                      ("torch_preview", torch_engine, True), ("torch_full", torch_engine, False)):
+                lat[key] = _latency(eng, doc, repeats, preview=preview)
+                stage()
             lat["onnx_preview_vs_full"] = _ratio(lat["onnx_preview"], lat["onnx_full"])
             lat["onnx_preview_vs_torch_full"] = _ratio(lat["onnx_preview"], lat["torch_full"])
             torch_engine.shutdown()
             out["alpha_change_latency"] = lat
             out["caches"] = _caches(engine, doc, repeats)
+            stage()
             syn = out["synthesis"]
             full = f"{res}_batch1"
             out["goals"] = {

@@ -52,10 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
-    # Global options are accepted after the command too (`edit ... --device cpu`).
+    # Global options are accepted after the command too (`edit ... --device cpu`,
+    # `mapper train ... --quiet`).
+    _add_global_options_below(sub)
+    return parser
+
+
+def _add_global_options_below(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for subparser in sub.choices.values():
         add_global_options(subparser)
-    return parser
+        for action in subparser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_global_options_below(action)
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
@@ -73,10 +81,12 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
                    help="render engine: ONNX Runtime or torch (default: auto = ONNX when its graphs are ready)")
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks and debug logging")
+    g.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bars: one line on stderr as each long stage starts")
 
 
 _GLOBAL_DEFAULTS = {"models_dir": None, "generator": None, "clip": None, "fs3": None, "device": "auto",
-                    "backend": "auto", "debug": False}
+                    "backend": "auto", "debug": False, "quiet": False}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_self_test(debug=args.debug)
     if args.command is None:
         return _start_gui(parser, args)
+    from styleclip_desktop.cli import progress
+
+    progress.configure(quiet=bool(args.quiet), label=progress.label_for(args))
     try:
         return int(args.func(args) or 0)
     except Cancelled:

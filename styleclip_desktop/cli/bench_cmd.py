@@ -40,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     harness = _import_suite("harness")
     report: dict[str, Any] = {"environment": harness.environment(device), "quick": bool(args.quick)}
     for name in args.suite or SUITES:
-        common.note(f"bench: running suite '{name}' on {device}")
-        report[name] = _import_suite(name).run(device, repeats=args.repeats, quick=args.quick)
+        suite = _import_suite(name)
+        # Each suite counts its measurements: minutes each at the real sizes on a CPU.
+        bar = common.progress_bar(f"{name} on {device}", unit="measurement")
+        try:
+            report[name] = suite.run(device, repeats=args.repeats, quick=args.quick, progress=bar)
+        finally:
+            bar.close()
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from styleclip_desktop import paths
+from styleclip_desktop.cli import progress
 
 # Commands check their outputs and write them atomically exactly as exports do.
 from styleclip_desktop.export.source import check_target as check_writable  # noqa: F401
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def note(msg: str) -> None:
-    print(msg, file=sys.stderr)
+    progress.note(msg)
 
 
 def pick_device(args: argparse.Namespace) -> torch.device:
@@ -54,13 +53,15 @@ def models_dir(args: argparse.Namespace) -> Path:
 def load_generator(args: argparse.Namespace, device: torch.device) -> Generator:
     from styleclip_desktop.render import session
 
-    return session.load_generator(model_paths(args), device)
+    with progress.stage("loading the generator"):
+        return session.load_generator(model_paths(args), device)
 
 
 def load_clip(args: argparse.Namespace, device: torch.device) -> ClipModel:
     from styleclip_desktop.render import session
 
-    return session.load_clip(model_paths(args), device)  # type: ignore[no-any-return]
+    with progress.stage("loading CLIP"):
+        return session.load_clip(model_paths(args), device)  # type: ignore[no-any-return]
 
 
 def fs3_path(args: argparse.Namespace, G: Generator) -> Path:
@@ -95,34 +96,22 @@ def build_engine(args: argparse.Namespace, device: torch.device, need_directions
     from styleclip_desktop.render.session import load_model_set
 
     # The statistics bar only appears if they are computed (once per generator).
-    models = load_model_set(model_paths(args), device, need_directions=need_directions,
-                            progress=progress_bar("style statistics"))
+    with progress.stage("loading the models"):
+        models = load_model_set(model_paths(args), device, need_directions=need_directions,
+                                progress=progress_bar("style statistics"))
     backend = getattr(args, "backend", None) or "auto"
     if backend == "onnx":
         note("ONNX Runtime: exporting its graphs first if this generator has none yet (minutes at 1024 px on a CPU)")
     bar = progress_bar("ONNX export")
     # Commands render; none needs the CLIP encoders as graphs, so they are not exported here.
-    engine = Engine(models, device, backend=backend, background_export=False, clip_graphs=False,
-                    export_progress=lambda done, total, _msg: bar(done, total))
+    with progress.stage("preparing the renderer"):
+        engine = Engine(models, device, backend=backend, background_export=False, clip_graphs=False,
+                        export_progress=lambda done, total, _msg: bar(done, total))
     for message in engine.notices:
         note(f"notice: {message}")
     return engine
 
 
-def progress_bar(desc: str, unit: str = "it") -> Callable[[int, int], None]:
-    """A progress callback: a tqdm bar on an interactive stderr, silence otherwise."""
-    if not sys.stderr.isatty():
-        return lambda done, total: None
-    from tqdm import tqdm
-
-    bar: dict[str, Any] = {}
-
-    def update(done: int, total: int) -> None:
-        if "b" not in bar:
-            bar["b"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
-        bar["b"].n = done
-        bar["b"].refresh()
-        if done >= total:
-            bar["b"].close()
-
-    return update
+def progress_bar(desc: str, unit: str = "it") -> progress.Progress:
+    """The progress callback of one stage: a bar on a terminal, plain lines otherwise (see cli/progress.py)."""
+    return progress.bar(desc, unit)

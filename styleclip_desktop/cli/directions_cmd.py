@@ -52,6 +52,6 @@ def run_precompute(args: argparse.Namespace) -> int:
     stats = common.ensure_stats(G, args)
     clip = common.load_clip(args, device)
     fs3 = gd.precompute_fs3(G, clip, stats, args.out, images=args.images, seed=args.seed, batch=args.batch,
-                            progress=common.progress_bar("fs3", unit="ch"))
+                            progress=common.progress_bar("fs3 relevance", unit="ch"))
     print(f"fs3 {fs3.shape[0]}x{fs3.shape[1]} over {args.images} faces -> {args.out}")
     return 0

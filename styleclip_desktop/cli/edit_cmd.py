@@ -189,7 +189,8 @@ def _write_image(args: argparse.Namespace, engine: Engine, doc: Document) -> Non
     from styleclip_desktop.export.stills import write_still
 
     paste_back = doc.source is not None and not args.no_paste_back
-    pixels = engine.render(doc, preview=args.preview, paste_back=paste_back)
+    with common.progress.stage("rendering"):
+        pixels = engine.render(doc, preview=args.preview, paste_back=paste_back)
     meta = build_metadata(doc, models=engine.models.identities, synthetic=bool(engine.models.synthetic),
                           crop=not paste_back, dims=(pixels.shape[1], pixels.shape[0]))
     write_still(pixels, args.output, meta)

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.add_argument("--crf", type=int, default=18, help="MP4 quality: 0 best .. 51 worst (default 18)")
     a.add_argument("--quality", type=int, default=90, help="WebP quality 1-100 (default 90)")
     a.add_argument("--lossless", action="store_true", help="lossless WebP")
+    a.add_argument("--no-loop", dest="loop", action="store_false", help="GIF and WebP play once (default: forever)")
     a.add_argument("--batch", type=int, help="frames rendered together (default: chosen for the device)")
     a.set_defaults(func=run_animate)
 
@@ -94,20 +95,18 @@ def _open(args: argparse.Namespace) -> tuple[Document, FrameSource, dict[str, st
 
 
 def run_animate(args: argparse.Namespace) -> int:
-    from styleclip_desktop.export import metadata as md
-    from styleclip_desktop.export.animation import AnimationOptions, animation_format, export_animation
+    from styleclip_desktop.export.animation import AnimationOptions, animate_document, animation_format
     from styleclip_desktop.export.source import check_target, close_frame_source
 
     animation_format(args.output)
     options = AnimationOptions(fps=args.fps, seconds=args.seconds, size=args.size or None, crop=args.crop,
                                morph=args.morph, crf=args.crf, quality=args.quality, lossless=args.lossless,
-                               batch=args.batch)
+                               loop=args.loop, batch=args.batch)
     check_target(args.output)  # fail before any heavy work
     doc, source, identities, synthetic = _open(args)
-    meta = md.build_metadata(doc, None, models=identities, synthetic=synthetic, crop=args.crop)
     try:
-        result = export_animation(source, doc, args.output, options, meta=meta,
-                                  progress=common.progress_bar("animate", unit="frame"))
+        result = animate_document(source, doc, args.output, options, models=identities, synthetic=synthetic,
+                                  progress=common.progress_bar("rendering", unit="frame"))
     finally:
         close_frame_source(source)
     for note in result.notes:

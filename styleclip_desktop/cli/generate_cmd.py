@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         latent = ws[0].detach().cpu().numpy().astype(np.float32)
         doc = Document(latent, seed=args.seed, models=engine.models.identities, synthetic=bool(engine.models.synthetic),
                        description=f"generated: {message}")
-        pixels = engine.render(doc)
+        with common.progress.stage("rendering"):
+            pixels = engine.render(doc)
         write_still(pixels, args.output, build_metadata(doc, models=engine.models.identities,
                                                         synthetic=bool(engine.models.synthetic), extra=extra))
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +46,40 @@ def load_photo_document(args: argparse.Namespace, photo: Path, G: object, device
     from styleclip_desktop.render.photo_import import find_faces, import_photo
 
     landmarks = landmarks_from_points(args.landmarks) if getattr(args, "landmarks", None) else None
-    faces = find_faces(photo, locate_model(args, getattr(args, "detector", None), "yunet"), landmarks)
+    with common.progress.stage("finding the face"):
+        faces = find_faces(photo, locate_model(args, getattr(args, "detector", None), "yunet"), landmarks)
     if faces.count > 1:
         common.note(f"{photo.name}: {faces.count} faces found; using face {args.face} (choose with --face N)")
     e4e_path = locate_model(args, getattr(args, "e4e", None), "e4e-ffhq")
     if e4e_path is None:
         raise ModelFileError("inverting a photo needs the e4e encoder: run `styleclip-desktop models download "
                              "e4e-ffhq` or pass --e4e PATH")
-    encoder = load_e4e(e4e_path, device=device)  # type: ignore[arg-type]
-    bar = common.progress_bar("invert")
+    with common.progress.stage("loading the e4e encoder"):
+        encoder = load_e4e(e4e_path, device=device)  # type: ignore[arg-type]
     return import_photo(faces, G, encoder, face=args.face, method=method,
                         steps=getattr(args, "steps", 100), seed=getattr(args, "seed", 0),
-                        progress=lambda d, t, m: bar(d, t))
+                        progress=_InversionProgress())
+
+
+class _InversionProgress:
+    """The stages of an import (align, invert, done) as one bar, and a refinement's steps
+    ("projection step 40/100") as a bar of their own: that is where the minutes go."""
+
+    _STEP = re.compile(r"^(?P<what>.+) step (?P<done>\d+)/(?P<total>\d+)$")
+
+    def __init__(self) -> None:
+        self.stages = common.progress_bar("importing the photo", "stage")
+        self.steps: dict[str, common.progress.Progress] = {}
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        m = self._STEP.match(message or "")
+        if m is None:
+            self.stages(done, total)
+            return
+        what = m["what"]
+        if what not in self.steps:
+            self.steps[what] = common.progress_bar(what, "step")
+        self.steps[what](int(m["done"]), int(m["total"]))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from styleclip_desktop.cli import progress
 from styleclip_desktop.errors import UserError
 from styleclip_desktop.paths import demo_models_dir, models_dir
 
@@ -57,30 +58,9 @@ def _dir(args: argparse.Namespace) -> Path:
     return models_dir(args.models_dir)
 
 
-class _Bar:
-    """tqdm on stderr, only when a person is watching it."""
-
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
-        self.bar: Any = None
-        self.enabled = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                            desc=self.desc, file=sys.stderr, leave=False)
-        if total != self.bar.total:
-            self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _bytes_bar(desc: str) -> progress.Progress:
+    """Bytes downloaded or hashed: a bar on a terminal, plain lines otherwise (see cli/progress.py)."""
+    return progress.bar(desc, unit="B", unit_scale=True)
 
 
 def _size(n: int | None) -> str:
@@ -201,7 +181,7 @@ def _download(args: argparse.Namespace) -> int:
     for group in wanted:
         for n, e in enumerate(group):
             print(f"{e.id}: {e.title}\n  license: {e.license} <{e.license_url}>", file=sys.stderr)
-            bar = _Bar(e.id)
+            bar = _bytes_bar(e.id)
             try:
                 res = download_model(e, mdir, progress=bar)
             except UserError as exc:
@@ -226,7 +206,7 @@ def _import(args: argparse.Namespace) -> int:
     from styleclip_desktop.weights.catalog import load_catalog
     from styleclip_desktop.weights.importer import import_model
 
-    bar = _Bar("hashing")
+    bar = _bytes_bar("hashing")
     try:
         res = import_model(args.path, _dir(args), load_catalog(), link=args.link, as_id=args.as_id,
                            force=args.force, progress=bar)
@@ -253,7 +233,7 @@ def _verify(args: argparse.Namespace) -> int:
             if args.ids:
                 print(f"{e.id}: {quick.state.value}")
             continue
-        bar = _Bar(e.id)
+        bar = _bytes_bar(e.id)
         try:
             st, note = store.deep_status(e, mdir, known, progress=bar)
         finally:

@@ -30,6 +30,7 @@ from styleclip_desktop.document.autosave import (
     autosave_path,
     clear_stale_temporaries,
     find_recoverable,
+    forget_autosave,
     recover,
 )
 from styleclip_desktop.document.commands import (
@@ -97,7 +98,7 @@ __all__ = [
     "SCHEMA_VERSION", "S_SPACE", "SetAttr", "SetDocumentAttr", "SetLayerAttr", "SetTimelineAttr",
     "SetTrack", "SourcePhoto", "SourcePhotoError", "Timeline", "UndoStack", "W_SPACE", "add_layer",
     "autosave_for_project", "autosave_path", "canonical_state", "clear_keyframes", "clear_stale_temporaries", "compare_models",
-    "duplicate_layer", "find_recoverable", "fingerprint", "load_project", "load_project_bytes", "morph",
+    "duplicate_layer", "find_recoverable", "fingerprint", "forget_autosave", "load_project", "load_project_bytes", "morph",
     "move_layer", "new_layer_id", "params_class", "read_manifest", "read_thumbnail", "recover",
     "register_layer_kind", "remove_keyframe", "remove_layer", "rename_layer", "save_project",
     "set_alpha", "set_document_attr", "set_duration", "set_fps", "set_keyframe", "set_locked",

@@ -12,16 +12,26 @@ Where autosaves go:
   (`styleclip_desktop.paths.data_dir() / "autosave"`) as
   `untitled-<document uid>.scproj.autosave`.
 
+An autosave beside a project also leaves a small link file in the app's autosave folder
+(`linked-<hash>.autosave-link`, holding the autosave's path), so that the next start finds
+every document that had unsaved work, not only the untitled ones.
+
 An autosave is an ordinary project file (written atomically the same way) whose manifest
 also records which project it belongs to. Once the document is saved or closed, the
-autosave is deleted: a file left behind means the app did not exit cleanly. So may be the
-temporary file of an autosave killed mid-write: each autosave removes those of its own
-target, and `clear_stale_temporaries` those of every untitled autosave at start.
+autosave (and its link) is deleted: a file left behind means the app did not exit
+cleanly. So may be the temporary file of an autosave killed mid-write: each autosave
+removes those of its own target, and `clear_stale_temporaries` those of every untitled
+autosave at start.
+
+When the user discards the changes (`Autosaver.discard_changes`), the autosave goes and no
+new one is written until the document changes again; a closed autosaver
+(`Autosaver.close`) never writes again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -38,6 +48,7 @@ from styleclip_desktop.document.project_file import PROJECT_SUFFIX, load_project
 log = logging.getLogger(__name__)
 
 AUTOSAVE_SUFFIX = PROJECT_SUFFIX + ".autosave"
+LINK_SUFFIX = ".autosave-link"
 DEFAULT_INTERVAL_S = 25.0
 
 
@@ -50,6 +61,37 @@ def autosave_path(doc: Document, autosave_dir: str | os.PathLike[str]) -> Path:
     if doc.file_path is not None:
         return doc.file_path.with_name(f".{doc.file_path.name}.autosave")
     return Path(autosave_dir) / f"untitled-{doc.uid}{AUTOSAVE_SUFFIX}"
+
+
+def link_path(autosave: str | os.PathLike[str], autosave_dir: str | os.PathLike[str]) -> Path:
+    """The link in the app's autosave folder that points at an autosave kept elsewhere."""
+    digest = hashlib.sha1(str(Path(autosave).absolute()).encode("utf-8")).hexdigest()[:16]
+    return Path(autosave_dir) / f"linked-{digest}{LINK_SUFFIX}"
+
+
+def _write_link(autosave: Path, autosave_dir: Path) -> None:
+    try:
+        autosave_dir.mkdir(parents=True, exist_ok=True)
+        link_path(autosave, autosave_dir).write_text(str(autosave.absolute()), encoding="utf-8")
+    except OSError as exc:  # the autosave itself is written: reopening the project still finds it
+        log.warning("could not note the autosave %s for the next start: %s", autosave, exc)
+
+
+def _is_autosave_name(path: Path) -> bool:
+    return path.name.endswith(AUTOSAVE_SUFFIX)
+
+
+def forget_autosave(autosave: str | os.PathLike[str] | RecoverableProject,
+                    autosave_dir: str | os.PathLike[str]) -> None:
+    """Delete an autosave and its link (the user declined to recover it). Never raises."""
+    path = autosave.path if isinstance(autosave, RecoverableProject) else Path(autosave)
+    for target in (path, link_path(path, autosave_dir)):
+        if target == path and not _is_autosave_name(path):
+            continue  # only ever delete autosaves
+        try:
+            target.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", target, exc)
 
 
 class Autosaver:
@@ -76,6 +118,8 @@ class Autosaver:
         self._written: Path | None = None
         self._written_revision: int | None = None
         self._last_write: float | None = None
+        self._discarded_revision: int | None = None
+        self.closed = False
         self.last_error: OSError | None = None
 
     @property
@@ -93,10 +137,14 @@ class Autosaver:
         `interval` seconds old. Returns True when it wrote. A write error is logged and
         kept in `last_error`, never raised: autosave must not interrupt editing."""
         now = self._clock() if now is None else now
+        if self.closed:
+            return False
         if not self.doc.dirty:
             # Saved (or undone back to the saved state): nothing to recover any more.
             self.discard()
             return False
+        if self.doc.revision == self._discarded_revision:
+            return False  # the user threw these changes away: they are not worth recovering
         if self.doc.revision == self._written_revision and self._written == self.path:
             return False
         if self._last_write is not None and now - self._last_write < self.interval:
@@ -111,7 +159,10 @@ class Autosaver:
         return True
 
     def save_now(self, now: float | None = None) -> Path:
-        """Write the autosave immediately, whatever the rate limit. Raises OSError."""
+        """Write the autosave immediately, whatever the rate limit. Raises OSError, and
+        RuntimeError once the autosaver is closed."""
+        if self.closed:
+            raise RuntimeError("this autosaver is closed")
         now = self._clock() if now is None else now
         path = self.path
         project = self.doc.file_path
@@ -124,8 +175,11 @@ class Autosaver:
                                 "title": self.doc.title}},
         )
         if self._written is not None and self._written != path:
-            with contextlib.suppress(OSError):
-                self._written.unlink()
+            old = self._written
+            self._written = None
+            forget_autosave(old, self.autosave_dir)
+        if path.parent.absolute() != self.autosave_dir.absolute():
+            _write_link(path, self.autosave_dir)
         self._written = path
         self._written_revision = self.doc.revision
         self._last_write = now
@@ -135,10 +189,21 @@ class Autosaver:
     def discard(self) -> None:
         """Delete the autosave (after a save, or when the document is closed on purpose)."""
         if self._written is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._written.unlink()
+            forget_autosave(self._written, self.autosave_dir)
         self._written = None
         self._written_revision = None
+
+    def discard_changes(self) -> None:
+        """The user discarded the unsaved changes: delete the autosave, and write none
+        until the document changes again (if what replaces it never comes, further edits
+        are worth keeping once more)."""
+        self.discard()
+        self._discarded_revision = self.doc.revision
+
+    def close(self) -> None:
+        """The document is closed on purpose: delete the autosave and never write again."""
+        self.discard()
+        self.closed = True
 
 
 @dataclass(frozen=True)
@@ -179,14 +244,56 @@ def clear_stale_temporaries(autosave_dir: str | os.PathLike[str], *,
     return removed
 
 
+def _follow_link(link: Path) -> Path | None:
+    """The autosave a link points at, or None (the link is then stale and removed)."""
+    try:
+        target = Path(link.read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError, ValueError):
+        target = None
+    if target is not None and _is_autosave_name(target) and target.is_file():
+        return target
+    with contextlib.suppress(OSError):
+        link.unlink()
+    return None
+
+
+def _newer_than_project(found: RecoverableProject) -> bool:
+    """False when the project was saved after its autosave: that work is not lost."""
+    if found.project_path is None:
+        return True
+    try:
+        return found.saved_at >= found.project_path.stat().st_mtime
+    except OSError:
+        return True  # the project itself is gone: the autosave is all there is
+
+
 def find_recoverable(folder: str | os.PathLike[str]) -> list[RecoverableProject]:
     """Readable autosaves in `folder` (the app's autosave folder, or a project's folder),
-    newest first. A missing folder has none."""
+    and those beside projects that its links point at, newest first. Links whose autosave
+    is gone, or older than its project (the work was saved), are removed. A missing
+    folder has none."""
+    folder = Path(folder)
     try:
-        candidates = [p for p in Path(folder).iterdir() if p.name.endswith(AUTOSAVE_SUFFIX) and p.is_file()]
+        entries = [p for p in folder.iterdir() if p.is_file()]
     except OSError:
         return []
-    found = [r for r in map(_describe, candidates) if r is not None]
+    candidates = [p for p in entries if _is_autosave_name(p)]
+    links: dict[Path, Path] = {}
+    for link in (p for p in entries if p.name.endswith(LINK_SUFFIX)):
+        target = _follow_link(link)
+        if target is not None and target.absolute() not in {c.absolute() for c in candidates}:
+            candidates.append(target)
+            links[target] = link
+    found: list[RecoverableProject] = []
+    for path in candidates:
+        item = _describe(path)
+        if item is None:
+            continue
+        if path in links and not _newer_than_project(item):
+            with contextlib.suppress(OSError):
+                links[path].unlink()
+            continue
+        found.append(item)
     return sorted(found, key=lambda r: r.saved_at, reverse=True)
 
 
@@ -197,13 +304,8 @@ def autosave_for_project(project_path: str | os.PathLike[str]) -> RecoverablePro
     if not path.is_file():
         return None
     found = _describe(path)
-    if found is None:
+    if found is None or not _newer_than_project(RecoverableProject(path, project_path, found.title, found.saved_at)):
         return None
-    try:
-        if path.stat().st_mtime < project_path.stat().st_mtime:
-            return None
-    except FileNotFoundError:
-        pass  # the project itself is gone: the autosave is all there is
     return found
 
 

@@ -280,10 +280,16 @@ class Document(EventedModel):
 
     @property
     def dirty(self) -> bool:
-        """Changed since it was last saved or loaded (a never-saved document is dirty)."""
+        """Changed since it was last saved or loaded (a never-saved document is dirty unless
+        it was marked clean as it was made, see `mark_clean`)."""
         return self._revision != self._saved_revision
 
     def mark_saved(self) -> None:
+        self._set_saved(self._revision)
+
+    def mark_clean(self) -> None:
+        """Nothing to save yet: a fresh document (a photo just opened, a new face) stays clean
+        until the user changes it, and undoing back to here makes it clean again."""
         self._set_saved(self._revision)
 
     def mark_unsaved(self) -> None:
@@ -321,7 +327,12 @@ class Document(EventedModel):
 
     @property
     def title(self) -> str:
-        return "Untitled" if self._file_path is None else self._file_path.stem
+        """The project's name; before its first save, a photo's document goes by the photo's name."""
+        if self._file_path is not None:
+            return self._file_path.stem
+        if self.source is not None:
+            return Path(self.source.path.replace("\\", "/")).name or "Untitled"
+        return "Untitled"
 
     # -- reading -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import shutil
 import struct
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class AnimationOptions:
     crf: int = 18  # MP4: 0 best .. 51 worst; 18 looks lossless to most eyes
     quality: int = 90  # lossy WebP
     lossless: bool = False  # WebP
+    loop: bool = True  # GIF and WebP: play forever (False: once); MP4 players choose for themselves
     batch: int | None = None  # frames per engine batch; None lets the engine choose
 
     def __post_init__(self) -> None:
@@ -153,7 +155,7 @@ def export_animation(source: FrameSource, doc: Any, path: str | Path,
     if plan.fps > MAX_FPS:
         raise UserError(f"the timeline runs at {plan.fps:g} fps; export at most {MAX_FPS:g} (pass a frame rate)")
     if not options.morph and not doc.timeline.tracks:
-        notes.append("the timeline has no keyframes, so every frame is the same; --morph sweeps each layer in")
+        notes.append("the timeline has no keyframes, so every frame is the same; a morph sweeps each layer in")
     stream = _render_stream(source, doc, plan, options, progress, cancelled)
     try:
         first = next(stream)
@@ -166,12 +168,24 @@ def export_animation(source: FrameSource, doc: Any, path: str | Path,
             if fmt == "MP4":
                 _write_mp4(tmp, frames, dims, plan.fps, options.crf, record, path)
             elif fmt == "GIF":
-                _write_gif(tmp, frames, plan.fps, record)
+                _write_gif(tmp, frames, plan.fps, record, options.loop)
             else:
                 _write_webp(tmp, frames, plan.count, dims, plan.fps, options, record)
+            if cancelled is not None and cancelled():  # asked while the encoder finished the file
+                raise Cancelled()
     finally:
         stream.close()
     return AnimationResult(path, fmt, plan.count, plan.fps, dims[0], dims[1], notes)
+
+
+def animate_document(source: FrameSource, doc: Any, path: str | Path,
+                     options: AnimationOptions = AnimationOptions(), *, models: Mapping[str, str] | None = None,
+                     synthetic: bool = False, progress: Progress | None = None,
+                     cancelled: CancelCheck | None = None) -> AnimationResult:
+    """The one animation export the editor and the command line share: `doc`'s timeline
+    with its edit record (the layers, the models that rendered it, "edited by AI")."""
+    meta = md.build_metadata(doc, None, models=models, synthetic=synthetic, crop=options.crop)
+    return export_animation(source, doc, path, options, meta=meta, progress=progress, cancelled=cancelled)
 
 
 def _render_stream(source: FrameSource, doc: Any, plan: FramePlan, options: AnimationOptions,
@@ -212,6 +226,8 @@ def _write_mp4(tmp: Path, frames: Iterator[np.ndarray], dims: tuple[int, int], f
                meta: Mapping[str, Any], target: Path) -> None:
     import imageio_ffmpeg
 
+    _check_ffmpeg(imageio_ffmpeg)
+
     params = ["-crf", str(crf), "-preset", "medium", "-movflags", "+faststart"]
     if meta:
         params += ["-metadata", f"comment={md.to_json(meta)}", "-metadata", f"description={md.summary(meta)}",
@@ -233,6 +249,16 @@ def _write_mp4(tmp: Path, frames: Iterator[np.ndarray], dims: tuple[int, int], f
     writer.close()
     if not mp4_complete(tmp):
         raise _encoder_error(target, None)
+
+
+def _check_ffmpeg(imageio_ffmpeg: Any) -> None:
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        exe = ""
+    if not exe or not (Path(exe).is_file() or shutil.which(exe)):
+        raise UserError("the video encoder (ffmpeg) is not installed: export as .gif or .webp, "
+                        "or reinstall imageio-ffmpeg")
 
 
 def _encoder_error(target: Path, exc: BaseException | None) -> UserError:
@@ -287,7 +313,7 @@ def _changed_box(prev: np.ndarray, cur: np.ndarray) -> tuple[int, int, int, int]
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _write_gif(tmp: Path, frames: Iterator[np.ndarray], fps: float, meta: Mapping[str, Any]) -> None:
+def _write_gif(tmp: Path, frames: Iterator[np.ndarray], fps: float, meta: Mapping[str, Any], loop: bool) -> None:
     from PIL import GifImagePlugin, Image
 
     def palettise(rgb: np.ndarray) -> Image.Image:
@@ -300,7 +326,8 @@ def _write_gif(tmp: Path, frames: Iterator[np.ndarray], fps: float, meta: Mappin
             delay_ms = 10 * next(delays)
             if prev is None:
                 im = palettise(frame)
-                info: dict[str, Any] = {"loop": 0, "duration": delay_ms}
+                # Without the loop extension a GIF plays once.
+                info: dict[str, Any] = {"loop": 0, "duration": delay_ms} if loop else {"duration": delay_ms}
                 if meta:
                     info["comment"] = md.gif_comment(meta)
                 header, _ = GifImagePlugin.getheader(im, None, info)
@@ -368,7 +395,8 @@ def _write_webp(tmp: Path, frames: Iterator[np.ndarray], count: int, dims: tuple
         kwargs = {"xmp": md.xmp_packet(meta), "exif": md.exif_bytes(meta)}
     with open(tmp, "wb") as fp:
         # A float duration: Pillow rounds the running timestamp, so 60 fps stays exact on average.
-        first.save(fp, format="WEBP", save_all=True, append_images=[rest], duration=1000.0 / fps, loop=0,
+        first.save(fp, format="WEBP", save_all=True, append_images=[rest], duration=1000.0 / fps,
+                   loop=0 if options.loop else 1,
                    lossless=options.lossless, quality=options.quality, method=4, **kwargs)
     if rest.tell() != count - 2:
         raise RuntimeError(f"the WebP writer took {rest.tell() + 2} frames of {count}")

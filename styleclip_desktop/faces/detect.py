@@ -16,6 +16,10 @@ Without the YuNet file the product still works offline where OpenCV ships its Ha
 they find a face box and usually the eyes, and the mouth corners are estimated from the
 proportions of an average face; such faces are marked `approximate`. When nothing is found
 the error tells the user how to give the points by hand.
+
+Candidates are ranked for the user: confident detections first, then by size. A detection
+scoring under `LOW_CONFIDENCE` is kept but marked (it is often a pattern, not a face), and
+one under the score threshold is dropped, whichever detector object produced it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from styleclip_desktop.errors import ModelFileError, UserError
 YUNET_FILENAME = "face_detection_yunet_2023mar.onnx"
 LANDMARKS_HINT = "--landmarks x_eye1,y_eye1,x_eye2,y_eye2,x_mouth1,y_mouth1,x_mouth2,y_mouth2"
 DEFAULT_SCORE_THRESHOLD = 0.8
+LOW_CONFIDENCE = 0.9  # YuNet scores real, clear faces above this; under it, ask the user to check
 DEFAULT_MAX_SIDE = 1280  # detection runs on a copy no larger than this; faces scale back
 
 # Proportions of an average frontal face, in units of the eye distance along the eye line
@@ -46,7 +51,15 @@ _MOUTH_HALF_WIDTH = 0.415
 
 
 class NoFaceError(UserError):
-    """No face could be found; the message says how to place the points by hand."""
+    """No face could be found; the message says how to place the points by hand.
+
+    `photo_name` and `detector_missing` (YuNet was not available to look) let a graphical front
+    end say the same in its own words."""
+
+    def __init__(self, message: str, photo_name: str = "the photo", detector_missing: bool = False) -> None:
+        super().__init__(message)
+        self.photo_name = photo_name
+        self.detector_missing = detector_missing
 
 
 class _Detector(Protocol):
@@ -67,6 +80,11 @@ class Face:
     @property
     def area(self) -> float:
         return float(self.box[2] * self.box[3])
+
+    @property
+    def low_confidence(self) -> bool:
+        """A detector's guess the user should check (approximate Haar faces have no score)."""
+        return not self.approximate and self.score < LOW_CONFIDENCE
 
     @property
     def eyes(self) -> np.ndarray:
@@ -119,9 +137,9 @@ def estimate_five_points(eye_a: np.ndarray, eye_b: np.ndarray) -> np.ndarray:
     )
 
 
-def faces_from_yunet(raw: np.ndarray | None, scale: float = 1.0) -> list[Face]:
+def faces_from_yunet(raw: np.ndarray | None, scale: float = 1.0, min_score: float = 0.0) -> list[Face]:
     """Parse YuNet's (N, 15) output (x, y, w, h, five x,y pairs, score), scaling coordinates
-    by `scale` (photo pixels per detection pixel), largest face first."""
+    by `scale` (photo pixels per detection pixel), ranked by `rank_faces`."""
     if raw is None:
         return []
     arr = np.asarray(raw, dtype=np.float64)
@@ -138,11 +156,15 @@ def faces_from_yunet(raw: np.ndarray | None, scale: float = 1.0) -> list[Face]:
             continue
         lm = row[4:14].reshape(5, 2) * scale
         faces.append(Face(box=(x, y, w, h), score=float(row[14]), landmarks=lm))
-    return _sorted(faces)
+    return rank_faces(faces, min_score)
 
 
-def _sorted(faces: list[Face]) -> list[Face]:
-    return sorted(faces, key=lambda f: (-f.area, -f.score))
+def rank_faces(faces: Sequence[Face], min_score: float = 0.0) -> list[Face]:
+    """The order to offer faces in: confident detections before low-confidence ones, each
+    group largest first (the subject of a portrait is usually its biggest face), then by
+    score. Scored detections under `min_score` are dropped; approximate ones are kept."""
+    kept = [f for f in faces if f.approximate or f.score >= min_score]
+    return sorted(kept, key=lambda f: (f.low_confidence, -f.area, -f.score))
 
 
 def _downscaled_bgr(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -234,12 +256,13 @@ def _create_yunet(model_path: Path, size: tuple[int, int], score_threshold: floa
     return detector
 
 
-def run_detector(detector: _Detector, image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> list[Face]:
+def run_detector(detector: _Detector, image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE,
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> list[Face]:
     """Run a YuNet-like detector object on an RGB image, downscaling large photos."""
     small, scale = _downscaled_bgr(image, max_side)
     detector.setInputSize((small.shape[1], small.shape[0]))
     _, raw = detector.detect(small)
-    return faces_from_yunet(raw, scale)
+    return faces_from_yunet(raw, scale, score_threshold)
 
 
 def haar_available() -> bool:
@@ -272,7 +295,7 @@ def detect_faces_haar(image: np.ndarray, max_side: int = 800) -> list[Face]:
         lm = estimate_five_points(*eyes) * scale
         box = (float(x) * scale, float(y) * scale, float(w) * scale, float(h) * scale)
         faces.append(Face(box=box, score=0.0, landmarks=lm, approximate=True))
-    return _sorted(faces)
+    return rank_faces(faces)
 
 
 def _haar_eyes(
@@ -302,7 +325,7 @@ def detect_faces(
     max_side: int = DEFAULT_MAX_SIDE,
     detector: _Detector | None = None,
 ) -> list[Face]:
-    """All faces in an RGB uint8 image, largest first; raise `NoFaceError` if there are none.
+    """All faces in an RGB uint8 image, ranked by `rank_faces`; raise `NoFaceError` if there are none.
 
     `model_path` is the YuNet file; when it is missing the Haar fallback is tried.
     `detector` replaces YuNet with any object offering `setInputSize` and `detect`."""
@@ -310,16 +333,17 @@ def detect_faces(
         small_size = _downscaled_bgr(image, max_side)[0].shape[1::-1]
         detector = _create_yunet(Path(model_path), (int(small_size[0]), int(small_size[1])), score_threshold)
     if detector is not None:
-        faces = run_detector(detector, image, max_side)
+        faces = run_detector(detector, image, max_side, score_threshold)
         if not faces:
-            raise NoFaceError(no_face_message(photo_name))
+            raise NoFaceError(no_face_message(photo_name), photo_name)
         return faces
     faces = detect_faces_haar(image)
     if faces:
         return faces
-    if haar_available():
-        raise NoFaceError(no_face_message(photo_name))
+    if haar_available():  # only the basic offline detector looked
+        raise NoFaceError(no_face_message(photo_name), photo_name, detector_missing=True)
     raise NoFaceError(
         f"No face found in {photo_name}: the face detector ({YUNET_FILENAME}) is not installed. "
-        f"Download it from the model manager, or give the four points by hand: {LANDMARKS_HINT}"
+        f"Download it from the model manager, or give the four points by hand: {LANDMARKS_HINT}",
+        photo_name, detector_missing=True,
     )

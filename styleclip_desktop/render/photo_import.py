@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +23,45 @@ METHODS = ("e4e", "project", "pti")
 
 @dataclass
 class PhotoFaces:
-    """A loaded photo and the faces found in it (largest first)."""
+    """A loaded photo and the faces found in it, in the order to offer them (`rank_faces`)."""
 
     path: Path
     data: bytes
     pixels: np.ndarray  # HxWx3 uint8, upright
     faces: list[np.ndarray]  # each (K, 2) landmarks in photo pixels
+    low_confidence: list[bool] = field(default_factory=list)  # per face: the detector was unsure
+    fallback: bool = False  # found by the approximate offline detector (Haar), not YuNet
 
     @property
     def count(self) -> int:
         return len(self.faces)
+
+    def is_low_confidence(self, index: int) -> bool:
+        return index < len(self.low_confidence) and self.low_confidence[index]
+
+
+# A face enlarged more than this many times to fill the generator's crop looks soft.
+SOFT_UPSCALE = 4.0
+
+
+def face_size_px(alignment: DocAlignment) -> float:
+    """The side of the aligned crop in photo pixels (the crop covers the face and a margin)."""
+    linear = np.asarray(alignment.matrix, np.float64)[:2, :2]
+    scale = float(np.sqrt(abs(np.linalg.det(linear))))  # crop pixels per photo pixel
+    return alignment.crop_size / scale if scale > 0 else float("inf")
+
+
+def soft_face_notice(alignment: DocAlignment | None, upscale: float = SOFT_UPSCALE) -> str | None:
+    """One sentence when the face is so small in the photo that the generator's picture of
+    it is an enlargement of more than `upscale` times; None when it is large enough."""
+    if alignment is None:
+        return None
+    size = face_size_px(alignment)
+    limit = alignment.crop_size / upscale
+    if size >= limit:
+        return None
+    return (f"The face is about {size:.0f} px across in the photo; below {limit:.0f} px it is enlarged "
+            f"more than {upscale:g}x to the generator's {alignment.crop_size} px, so the edit will look soft.")
 
 
 def find_faces(path: str | os.PathLike[str], detector_path: Path | None,
@@ -47,7 +76,9 @@ def find_faces(path: str | os.PathLike[str], detector_path: Path | None,
         pts = np.asarray(landmarks, np.float64).reshape(-1, 2)
         return PhotoFaces(p, img.data, img.pixels, [pts])
     faces = detect_faces(img.pixels, detector_path, photo_name=p.name)
-    return PhotoFaces(p, img.data, img.pixels, [f.landmarks for f in faces])
+    return PhotoFaces(p, img.data, img.pixels, [f.landmarks for f in faces],
+                      low_confidence=[f.low_confidence for f in faces],
+                      fallback=any(f.approximate for f in faces))
 
 
 def import_photo(photo: PhotoFaces, G: object, encoder: object, *, face: int = 0, method: str = "e4e",
@@ -91,6 +122,8 @@ def import_photo(photo: PhotoFaces, G: object, encoder: object, *, face: int = 0
         if res2.cancelled:
             raise Cancelled()
         generator_delta = res2.delta
+    if cancelled is not None and cancelled():
+        raise Cancelled()  # a job cancelled during its last step still leaves no document
     report(total, total, "done")
     doc = Document(
         np.asarray(w, np.float32),

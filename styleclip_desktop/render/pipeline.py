@@ -261,7 +261,9 @@ class Renderer:
                     ws = ws + alpha * torch.from_numpy(np.array(p.delta, np.float32)).to(self.device)
             elif isinstance(p, MapperParams):
                 if self.models.mapper_loader is None:
-                    raise ModelFileError("mapper layers need the mapper support, which is not loaded")
+                    from styleclip_desktop.render.mapper_install import not_installed
+
+                    raise not_installed(p.checkpoint)
                 mapped = self.models.mapper_loader(p.checkpoint)(ws, p.coarse, p.medium, p.fine)
                 ws = ws + alpha * (mapped - ws)
         return ws

@@ -19,6 +19,11 @@ ORGANIZATION = "StyleCLIP Desktop"
 
 
 def run_app(args: argparse.Namespace | None = None) -> int:
+    from styleclip_desktop.system_libs import check_gui_libraries
+
+    # Before Qt loads: a missing system library would abort inside Qt, unexplained.
+    if check_gui_libraries() != 0:
+        return 1
     from PySide6.QtCore import QCoreApplication, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -40,6 +40,7 @@ class Banner(QWidget):
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
         self.setAutoFillBackground(True)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # so the style sheet paints it
         self.setStyleSheet("Banner { background: rgba(20, 20, 22, 225); } QLabel { color: #eee; }")
         self.text = QLabel(self)
         self.text.setWordWrap(True)
@@ -194,7 +195,7 @@ class Canvas(QWidget):
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
         super().resizeEvent(event)
-        self.banner.setGeometry(0, 0, self.width(), self.banner.sizeHint().height())
+        self._place_banner()
         if self._fit:
             self.fit()
 
@@ -228,18 +229,25 @@ class Canvas(QWidget):
         self._show_banner(message, ok=True)
         self.show_photo(pixels)
 
-    def choose_face(self, pixels: np.ndarray, faces: list[np.ndarray], message: str) -> None:
+    def choose_face(self, pixels: np.ndarray, faces: list[np.ndarray], message: str,
+                    notes: list[str] | None = None) -> None:
         self.landmarks = None
-        self.chooser = FaceChooser(faces)
+        self.chooser = FaceChooser(faces, notes)
         self._show_banner(message, ok=False)
         self.show_photo(pixels)
 
     def _show_banner(self, message: str, ok: bool) -> None:
         self.banner.text.setText(message)
         self.banner.ok.setVisible(ok)
-        self.banner.setGeometry(0, 0, self.width(), self.banner.sizeHint().height())
+        self._place_banner()
         self.banner.show()
         self.banner.raise_()
+
+    def _place_banner(self) -> None:
+        """Across the top, as tall as its wrapped text needs at this width (never clipped)."""
+        width = self.width()
+        height = max(self.banner.heightForWidth(width), self.banner.minimumSizeHint().height())
+        self.banner.setGeometry(0, 0, width, height)
 
     def end_pick(self) -> None:
         self.landmarks = self.chooser = None

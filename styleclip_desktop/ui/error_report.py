@@ -78,16 +78,43 @@ def user_message(exc: BaseException) -> str:
 
 
 class ErrorPresenter:
-    """Shows messages in a modal dialog, one at a time, without repeating itself."""
+    """Shows messages in a modal dialog, one at a time, without repeating itself. A message
+    an action applies to (`add_action`) gets that action's button beside Close."""
 
     def __init__(self, parent: Callable[[], QWidget | None] = lambda: None) -> None:
         self._parent = parent
         self._showing = False
         self._recent: dict[str, float] = {}
+        self._actions: list[tuple[str, Callable[[str], bool], Callable[[str], None]]] = []
         self.shown: list[str] = []
+        # Views that show a kind of problem in place, beside what it is about (a layer's β),
+        # claim those messages: a dialog would interrupt typing and undoing for something
+        # the view already says.
+        self.claims: list[Callable[[str], bool]] = []
+
+    def add_claim(self, claim: Callable[[str], bool] | None) -> None:
+        """`claim(message)` returns True when it shows the message itself (no dialog then)."""
+        if claim is not None:
+            self.claims.append(claim)
+
+    def _claimed(self, message: str) -> bool:
+        for claim in list(self.claims):
+            try:
+                if claim(message):
+                    log.info("shown in place: %s", message)
+                    return True
+            except RuntimeError:  # the claiming view is gone (its window closed)
+                self.claims.remove(claim)
+        return False
+
+    def add_action(self, label: str, applies: Callable[[str], bool], run: Callable[[str], None]) -> None:
+        """Offer a button `label` with every message `applies` accepts; clicking it calls `run(message)`."""
+        self._actions.append((label, applies, run))
 
     def show(self, message: str) -> None:
         message = " ".join(str(message).split())
+        if self._claimed(message):
+            return
         now = time.monotonic()
         if self._showing or now - self._recent.get(message, -1e9) < REPEAT_QUIET_S:
             log.info("not shown again: %s", message)
@@ -95,11 +122,23 @@ class ErrorPresenter:
         self._recent[message] = now
         self.shown.append(message)
         self._showing = True
+        action = next((a for a in self._actions if a[1](message)), None)
+        chosen: Callable[[str], None] | None = None
         try:
-            QMessageBox.critical(self._parent(), TITLE, message)
+            if action is None:
+                QMessageBox.critical(self._parent(), TITLE, message)
+            else:
+                box = QMessageBox(QMessageBox.Icon.Critical, TITLE, message, QMessageBox.StandardButton.Close,
+                                  self._parent())
+                button = box.addButton(action[0], QMessageBox.ButtonRole.AcceptRole)
+                box.setDefaultButton(button)
+                box.exec()
+                chosen = action[2] if box.clickedButton() is button else None
         finally:
             self._showing = False
             self._recent[message] = time.monotonic()
+        if chosen is not None:
+            chosen(message)
 
     def show_exception(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):

@@ -3,6 +3,10 @@
 Text-to-face optimizes a latent against CLIP (`methods.optimization.generate_from_text`),
 starting from the face of the chosen seed. Without that method, or without CLIP, the
 dialog can still start a new document from the seed alone.
+
+Cancel while a face forms stops the job and leaves the open document as it was; the dialog
+stays open for another try. Generate is enabled again whenever no job runs: after a
+cancel, a failure, or a "Save the changes?" prompt the user backed out of.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from styleclip_desktop.document import Document
+from styleclip_desktop.errors import Cancelled
 from styleclip_desktop.ui.engines import clip_of, generator_of, identities_of
 from styleclip_desktop.ui.images import to_qimage
 from styleclip_desktop.ui.jobs import call_in_ui
@@ -94,8 +99,21 @@ class GenerateDialog(QDialog):
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
+            self.cancel_button.setEnabled(False)  # until the job has stopped (within one step)
         else:
             self.reject()
+
+    def reject(self) -> None:
+        if self.job is not None:
+            self.job.cancel()  # closing the dialog (Esc, the title bar) stops the job too
+        super().reject()
+
+    def _idle(self) -> None:
+        self.job = None
+        self.progress.hide()
+        self.cancel_button.setEnabled(True)
+        self.seed_button.setEnabled(True)
+        self.generate_button.setEnabled(text_to_face() is not None and clip_of(self.state.engine) is not None)
 
     def from_seed(self) -> None:
         self.accept()
@@ -118,14 +136,17 @@ class GenerateDialog(QDialog):
 
         def run(ctx: Any) -> Any:
             G, clip = generator_of(engine), clip_of(engine)
-            return fn(G, clip, prompt, seed=seed, steps=steps, start="sample", frame_every=max(1, steps // 20),
-                      progress=lambda d, t: progress(ctx, d, t),
-                      on_frame=lambda f: call_in_ui(lambda: self._show_frame(f.image)), cancel=ctx.cancelled)
+            result = fn(G, clip, prompt, seed=seed, steps=steps, start="sample", frame_every=max(1, steps // 20),
+                        progress=lambda d, t: progress(ctx, d, t),
+                        on_frame=lambda f: call_in_ui(lambda: self._show_frame(f.image)), cancel=ctx.cancelled)
+            if ctx.cancelled() or getattr(result, "cancelled", False):
+                raise Cancelled()  # a half-formed face is not a result
+            return result
 
         def done(result: Any) -> None:
-            self.job = None
+            self._idle()
             if not self.projects.maybe_close():
-                return
+                return  # the user kept the open document: the dialog stays for another try
             G = generator_of(engine)
             self.projects.replace_document(Document(
                 np.asarray(result.latent(), np.float32), seed=seed, synthetic=bool(getattr(G, "synthetic", False)),
@@ -133,13 +154,12 @@ class GenerateDialog(QDialog):
             self.accept()
 
         def ended(exc: BaseException | None = None) -> None:
-            self.job = None
-            self.progress.hide()
-            self.generate_button.setEnabled(True)
+            self._idle()
             if exc is not None:
                 self.state._render_failed(exc)
 
         self.generate_button.setEnabled(False)
+        self.seed_button.setEnabled(False)
         self.progress.show()
         self.progress.setRange(0, steps)
         self.job = self.state.run_job(run, f'Generating "{prompt}"…', key="generate", on_result=done,

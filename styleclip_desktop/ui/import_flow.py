@@ -26,8 +26,32 @@ from styleclip_desktop.ui.state import EditorState
 
 log = logging.getLogger(__name__)
 
-NO_FACE_HINT = ("Drag the four points onto the two eyes and the two mouth corners, then press "
-                "\u201cUse these points\u201d (Enter). Esc cancels.")
+NO_FACE_HINT = ("Place the face yourself: drag the four points onto the two eyes and the two mouth corners, "
+                "then press \u201cUse these points\u201d (Enter). Esc cancels.")
+FALLBACK_NOTICE = ("The faces were found by the basic offline detector (the YuNet face detector is not "
+                   "installed; Models > Model Manager\u2026 can download it), so their points are estimates.")
+UNSURE = "unsure"
+
+
+def no_face_text(exc: Any) -> str:
+    """What the canvas says when detection found nothing (a `NoFaceError`), in words."""
+    text = f"No face was found in {getattr(exc, 'photo_name', 'the photo')}"
+    if getattr(exc, "detector_missing", False):
+        text += (" by the basic offline detector (the YuNet face detector is not installed; "
+                 "Models > Model Manager\u2026 can download it)")
+    return text + "."
+
+
+def several_faces_text(photo: Any, name: str) -> str:
+    """The banner over the face boxes: how many, which are doubtful, which detector."""
+    unsure = sum(photo.is_low_confidence(i) for i in range(photo.count))
+    text = f"{photo.count} faces found in {name}"
+    if unsure:
+        text += f" ({unsure} {UNSURE}, marked \u201c?\u201d: the detector was not confident)"
+    text += ": click the face to edit (Esc cancels)."
+    if photo.fallback:
+        text += " " + FALLBACK_NOTICE
+    return text
 
 
 @dataclass
@@ -40,6 +64,7 @@ class PhotoImporter(QObject):
     missing_models = Signal(str, str)  # (feature name, message)
     imported = Signal(object)  # the new Document
     status = Signal(str)
+    notice = Signal(str)  # a warning worth a longer look than a status line
 
     def __init__(self, state: EditorState, canvas: Canvas, projects: ProjectController,
                  source: ModelSource, parent: QObject | None = None) -> None:
@@ -73,6 +98,7 @@ class PhotoImporter(QObject):
         if ask and not self.projects.maybe_close():
             return None
         detector = self.source.detector_path()
+        self.status.emit("")  # a warning about the previous photo no longer applies
 
         def find(_ctx: Any) -> Any:
             from styleclip_desktop.faces.detect import NoFaceError
@@ -83,7 +109,7 @@ class PhotoImporter(QObject):
                 return find_faces(path, detector, landmarks), ""
             except NoFaceError as exc:
                 img = load_image(path)
-                return PhotoFaces(path, img.data, img.pixels, []), str(exc)
+                return PhotoFaces(path, img.data, img.pixels, []), no_face_text(exc)
 
         return self.state.run_job(find, f"Finding faces in {path.name}…", key="import",
                                   on_result=lambda found: self._found(path, *found), on_error=self._failed,
@@ -93,12 +119,14 @@ class PhotoImporter(QObject):
         self._pending = _Pending(path, photo)
         h, w = photo.pixels.shape[:2]
         if photo.count == 0:
-            text = (message or f"No face found in {path.name}.") + " " + NO_FACE_HINT
+            text = (message or f"No face was found in {path.name}.") + " " + NO_FACE_HINT
             self.canvas.edit_landmarks(photo.pixels, default_landmarks(w, h), text)
         elif photo.count > 1:
-            self.canvas.choose_face(photo.pixels, photo.faces,
-                                    f"{photo.count} faces found in {path.name}: click the face to edit (Esc cancels).")
+            notes = ["?" if photo.is_low_confidence(i) else "" for i in range(photo.count)]
+            self.canvas.choose_face(photo.pixels, photo.faces, several_faces_text(photo, path.name), notes)
         else:
+            if photo.fallback:
+                self.notice.emit(FALLBACK_NOTICE)
             self._invert(0)
 
     def _on_landmarks(self, points: np.ndarray) -> None:
@@ -125,18 +153,34 @@ class PhotoImporter(QObject):
             self.missing_models.emit("invert", "Opening your own photo needs the e4e encoder (e4e-ffhq).")
             return None
 
+        stop: list[Any] = []  # the job's cancel flag, set once it runs
+
         def run(ctx: Any) -> Any:
             from styleclip_desktop.render.photo_import import import_photo
 
+            stop.append(ctx.cancel_event)
             G = generator_of(engine)
             ctx.progress(0, 3, "Loading the photo encoder…")
             encoder = self._load_encoder(e4e, G)
-            return import_photo(pending.photo, G, encoder, face=face, progress=ctx.progress,
-                                cancelled=ctx.cancelled)
+            doc = import_photo(pending.photo, G, encoder, face=face, progress=ctx.progress,
+                               cancelled=ctx.cancelled)
+            ctx.check()
+            return doc
+
+        def finished(doc: Any) -> None:
+            # Cancel pressed after the last step but before the result arrived still cancels.
+            if stop and stop[0].is_set():
+                self._cancelled()
+            else:
+                self._done(pending.path, doc)
 
         return self.state.run_job(run, f"Opening {pending.path.name}…", key="import",
-                                  on_result=lambda doc: self._done(pending.path, doc), on_error=self._failed,
-                                  on_cancel=lambda: self.status.emit("Opening the photo was cancelled."))
+                                  on_result=finished, on_error=self._failed, on_cancel=self._cancelled)
+
+    def _cancelled(self) -> None:
+        """The open document stays exactly as it was."""
+        self._pending = None
+        self.status.emit("Opening the photo was cancelled.")
 
     def _load_encoder(self, path: Path, G: Any) -> Any:
         """The e4e encoder, kept between photos (runs on the worker)."""
@@ -151,13 +195,18 @@ class PhotoImporter(QObject):
         return encoder
 
     def _done(self, path: Path, doc: Any) -> None:
+        from styleclip_desktop.render.photo_import import soft_face_notice
+
         self._pending = None
         identities = identities_of(self.state.engine)
         if identities and not doc.models:
             doc.models = identities
-        doc.mark_unsaved()
+        doc.mark_clean()  # nothing to save until the user edits it
         self.projects.replace_document(doc)
         self.projects.add_recent(path)
+        notice = soft_face_notice(doc.alignment)
+        if notice:
+            self.notice.emit(notice)
         self.imported.emit(doc)
 
     def _failed(self, exc: BaseException) -> None:

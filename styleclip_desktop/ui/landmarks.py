@@ -85,11 +85,17 @@ def face_box(landmarks: np.ndarray) -> QRectF:
 
 
 class FaceChooser:
-    """Boxes around the faces found; the one clicked is the one to edit."""
+    """Boxes around the faces found; the one clicked is the one to edit. `notes` marks a
+    face's label, e.g. "?" for a detection the detector was unsure of (drawn dashed)."""
 
-    def __init__(self, faces: list[np.ndarray]) -> None:
+    def __init__(self, faces: list[np.ndarray], notes: list[str] | None = None) -> None:
         self.boxes = [face_box(f) for f in faces]
+        self.notes = list(notes or [])
         self.hover: int | None = None
+
+    def label_of(self, index: int) -> str:
+        note = self.notes[index] if index < len(self.notes) else ""
+        return f"Face {index + 1} {note}".strip()
 
     def face_at(self, image_pos: QPointF) -> int | None:
         hits = [i for i, b in enumerate(self.boxes) if b.contains(image_pos)]
@@ -102,6 +108,9 @@ class FaceChooser:
             rect = QRectF(to_screen(b.topLeft()), to_screen(b.bottomRight()))
             on = i == self.hover
             p.setBrush(QColor(80, 200, 255, 50) if on else Qt.BrushStyle.NoBrush)
-            p.setPen(QPen(QColor(80, 200, 255) if on else QColor(255, 255, 255, 200), 3 if on else 2))
+            pen = QPen(QColor(80, 200, 255) if on else QColor(255, 255, 255, 200), 3 if on else 2)
+            if i < len(self.notes) and self.notes[i]:
+                pen.setStyle(Qt.PenStyle.DashLine)
+            p.setPen(pen)
             p.drawRoundedRect(rect, 6, 6)
-            label(p, f"Face {i + 1}", QPointF(rect.left(), rect.top() - 24))
+            label(p, self.label_of(i), QPointF(rect.left(), rect.top() - 24))

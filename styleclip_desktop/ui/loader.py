@@ -42,6 +42,7 @@ def load_engine(source: ModelSource, progress: Callable[[int, int, str], None],
     progress(0, 0, "Loading PyTorch…")
     from styleclip_desktop.methods import global_directions as gd
     from styleclip_desktop.render import session
+    from styleclip_desktop.render.mapper_install import installed_mapper_loader
     from styleclip_desktop.render.pipeline import ModelSet
     from styleclip_desktop.ui.engines import make_engine
     from styleclip_desktop.weights.synthetic import is_synthetic_generator
@@ -56,7 +57,8 @@ def load_engine(source: ModelSource, progress: Callable[[int, int, str], None],
     step(0, "Loading the generator…")
     G = session.load_generator(mp, device)
     models = ModelSet(G=G, identities={"generator": str(getattr(G, "source_sha256", ""))},
-                      synthetic=is_synthetic_generator(G))
+                      synthetic=is_synthetic_generator(G),
+                      mapper_loader=installed_mapper_loader(mp.models_dir, device))
     notices: list[str] = []
     try:
         step(1, "Loading the global-direction matrix…")
@@ -92,6 +94,7 @@ class ModelLoader(QObject):
         self._thread: threading.Thread | None = None
         self._task: Task | None = None
         self.source: ModelSource | None = None
+        self._installed: Any = None  # the engine this loader made; one handed in belongs to the caller
 
     @property
     def running(self) -> bool:
@@ -130,9 +133,10 @@ class ModelLoader(QObject):
         then()
 
     def _install(self, engine: Any, notices: list[str]) -> None:
-        old = self.state.engine
+        previous = self._installed
+        old, self._installed = self.state.engine, engine
         self.state.set_engine(engine)
-        if old is not None and old is not engine:
+        if old is not None and old is not engine and old is previous:
             # Off the UI thread: shutting down waits for the old engine's running job.
             threading.Thread(target=old.shutdown, name="engine-shutdown", daemon=True).start()
         self.finished.emit(engine, notices)

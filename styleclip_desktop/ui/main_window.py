@@ -24,11 +24,12 @@ from styleclip_desktop.ui.canvas import Canvas
 from styleclip_desktop.ui.compare import CompareMode
 from styleclip_desktop.ui.engines import clip_of, is_synthetic
 from styleclip_desktop.ui.error_report import ErrorPresenter
-from styleclip_desktop.ui.exporting import export_image, stills_module
+from styleclip_desktop.ui.exporting import export_image, open_animation_dialog, stills_module
 from styleclip_desktop.ui.import_flow import PhotoImporter
 from styleclip_desktop.ui.loader import ModelLoader
 from styleclip_desktop.ui.menus import build_menus, fill_recent
 from styleclip_desktop.ui.model_source import DEMO_LABEL, ModelSource
+from styleclip_desktop.ui.panels.editing import restore_beta, save_beta
 from styleclip_desktop.ui.projects import ProjectController
 from styleclip_desktop.ui.state import EditorState
 from styleclip_desktop.ui.status import StatusBar
@@ -127,10 +128,12 @@ class MainWindow(QMainWindow):
         self.demo_resolution: int | None = None  # None: the size `models synthesize` writes
         self.actions_ = build_menus(self)
         self.actions_.export_image.setEnabled(False)
+        self.actions_.export_animation.setEnabled(False)
         self._default_layout = self.saveState(LAYOUT_VERSION)
         fill_recent(self, self.actions_.recent_menu, self.projects.recent_files())
         self.projects.recent_changed.connect(lambda files: fill_recent(self, self.actions_.recent_menu, files))
         self.state.error.connect(self.presenter.show)
+        self.presenter.add_claim(getattr(self.panels.get("layersDock"), "claim_error", None))
         for signal in (self.state.dirty_changed, self.state.file_path_changed, self.state.document_replaced,
                        self.state.engine_changed):
             signal.connect(self._update_title)
@@ -139,6 +142,9 @@ class MainWindow(QMainWindow):
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.importer.missing_models.connect(lambda _feature, message: self.show_model_wizard(message))
         self.importer.status.connect(lambda text: self.status.showMessage(text, 5000))
+        self.importer.notice.connect(lambda text: self.status.showMessage(text, 15000))
+        self.presenter.add_action("Open Model Manager", lambda message: "Models > Model Manager" in message,
+                                  self.show_model_wizard)
         self.projects.notice.connect(lambda text: self.status.showMessage(text, 15000))
         self.loader.finished.connect(self._models_loaded)
         self.loader.failed.connect(self._models_failed)
@@ -159,8 +165,9 @@ class MainWindow(QMainWindow):
         self.docks["propertiesDock"].raise_()
         d = self.docks
         self.resizeDocks([d["promptDock"], d["layersDock"]], [300, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([d["layersDock"], d["propertiesDock"]], [420, 320], Qt.Orientation.Vertical)
-        self.resizeDocks([d["timelineDock"]], [170], Qt.Orientation.Vertical)
+        # At the default 1400x900: five layers in the list and three timeline tracks, unscrolled.
+        self.resizeDocks([d["layersDock"], d["propertiesDock"]], [400, 320], Qt.Orientation.Vertical)
+        self.resizeDocks([d["timelineDock"]], [215], Qt.Orientation.Vertical)
 
     def _add_dock(self, name: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
@@ -179,10 +186,12 @@ class MainWindow(QMainWindow):
         layout = self.settings.value("window/state")
         if layout is not None:
             self.restoreState(layout, LAYOUT_VERSION)
+        restore_beta(self.state, self.settings)
 
     def save_settings(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        save_beta(self.state, self.settings)
         self.settings.sync()
 
     def reset_layout(self) -> None:
@@ -190,10 +199,12 @@ class MainWindow(QMainWindow):
 
     def _update_title(self, *_: Any) -> None:
         doc = self.state.document
-        name = f"{display_name(doc)}[*] — {APP_TITLE}" if doc is not None else APP_TITLE
+        parts = [f"{display_name(doc)}[*]"] if doc is not None else []
         if self.source.demo or (doc is not None and doc.synthetic):
-            name += f" — {DEMO_LABEL}"
-        self.setWindowTitle(name)
+            parts.append(DEMO_LABEL)
+        # The application's name comes last, once: Qt appends the display name on Windows
+        # and Linux unless the title already ends with it.
+        self.setWindowTitle(" — ".join([*parts, APP_TITLE]))
         self.setWindowModified(self.state.dirty)
 
     def _update_enabled(self, *_: Any) -> None:
@@ -202,6 +213,7 @@ class MainWindow(QMainWindow):
         for action in (a.save, a.save_as):
             action.setEnabled(has_doc)
         a.export_image.setEnabled(has_doc and has_engine and stills_module() is not None)
+        a.export_animation.setEnabled(has_doc and has_engine)
         for action in (a.new, a.new_from_prompt):
             action.setEnabled(has_engine)
 
@@ -223,6 +235,8 @@ class MainWindow(QMainWindow):
         self.importer.set_source(source)
         self.status.set_models_text(DEMO_LABEL if source.demo else "", source.demo)
         self._update_title()
+        if self.wizard is not None:
+            self.wizard.set_demo_in_use(source.demo)
         self.loader.start(source)
 
     def reload_models(self) -> None:
@@ -242,15 +256,21 @@ class MainWindow(QMainWindow):
         self.status.set_models_text("Models not loaded", True)
         self.show_model_wizard(message)
 
-    def show_model_wizard(self, reason: str = "") -> Any:
-        from styleclip_desktop.ui.model_wizard import ModelWizard
+    def show_model_wizard(self, reason: str = "", focus: str | None = None) -> Any:
+        """The model manager; `focus` (or a catalog id named in `reason`) is the model selected."""
+        from styleclip_desktop.ui.model_wizard import ModelWizard, model_mentioned
 
+        focus = focus or (model_mentioned(reason) if reason else None)
         if self.wizard is not None and self.wizard.isVisible():
+            if focus:
+                self.wizard.select_model(focus)
             self.wizard.raise_()
             return self.wizard
-        self.wizard = ModelWizard(self.models_dir, self, reason, demo_resolution=self.demo_resolution)
+        self.wizard = ModelWizard(self.models_dir, self, reason, demo_resolution=self.demo_resolution,
+                                  demo_in_use=self.source.demo, focus=focus)
         self.wizard.models_changed.connect(self._models_installed)
         self.wizard.demo_chosen.connect(self.use_demo)
+        self.wizard.real_chosen.connect(self.use_own_models)
         self.wizard.setModal(False)
         self.wizard.show()
         return self.wizard
@@ -263,6 +283,13 @@ class MainWindow(QMainWindow):
             self.load_models(real)
         elif not self.source.demo:
             self.importer.set_source(self.source)
+
+    def use_own_models(self) -> None:
+        """From the demo set back to the models folder (the model manager's Use My Models)."""
+        real = ModelSource(self.models_dir, device=self.source.device)
+        if real.has_generator():
+            self.settings.setValue("models/use_demo", False)
+            self.load_models(real)
 
     def use_demo(self, source: ModelSource) -> None:
         self.settings.setValue("models/use_demo", True)
@@ -283,7 +310,7 @@ class MainWindow(QMainWindow):
         GenerateDialog(self.state, self.projects, self).open()
 
     def open_dialog(self) -> None:
-        path = dialogs.open_path(self, self.settings)
+        path = dialogs.open_path(self, self.settings, start=dialogs.start_folder(self.state, self.settings, kind="open"))
         if path is not None:
             self.open_path(path)
 
@@ -295,8 +322,12 @@ class MainWindow(QMainWindow):
         else:
             self.importer.open_photo(path)
 
-    def export_image(self) -> None:
-        export_image(self.state, self.settings, self)
+    def export_image(self) -> Any:
+        return export_image(self.state, self.settings, self)
+
+    def export_animation(self) -> Any:
+        """File > Export Animation…: the timeline as MP4, GIF or WebP (the dialog, returned)."""
+        return open_animation_dialog(self.state, self.settings, self)
 
     def set_compare(self, mode: CompareMode) -> None:
         self.canvas.set_compare(mode)

@@ -27,6 +27,7 @@ class Actions:
     save: QAction
     save_as: QAction
     export_image: QAction
+    export_animation: QAction
     quit: QAction
     undo: QAction
     redo: QAction
@@ -74,6 +75,8 @@ def build_menus(w: MainWindow) -> Actions:
     save_as = act(f, "Save &As…", w.projects.save_as, Std.SaveAs, "Ctrl+Shift+S")
     f.addSeparator()
     export = act(f, "&Export Image…", w.export_image, "Ctrl+E", tip="Write the edited picture as PNG, JPEG or WebP")
+    export_anim = act(f, "Export Ani&mation…", w.export_animation, "Ctrl+Shift+E",
+                      tip="Render the timeline as an MP4 video, a GIF or an animated WebP")
     f.addSeparator()
     quit_ = act(f, "&Quit", w.close, Std.Quit, "Ctrl+Q")
     quit_.setMenuRole(QAction.MenuRole.QuitRole)
@@ -85,6 +88,11 @@ def build_menus(w: MainWindow) -> Actions:
     redo.setShortcuts(_keys(Std.Redo, "Ctrl+Shift+Z", "Ctrl+Y"))
     e.addAction(undo)
     e.addAction(redo)
+
+    # The Layers panel owns the layer commands; its shortcuts become window-wide here.
+    fill_layer_menu = getattr(w.panels.get("layersDock"), "fill_layer_menu", None)
+    if fill_layer_menu is not None:
+        fill_layer_menu(bar.addMenu("&Layer"), w)
 
     v = bar.addMenu("&View")
     zin = act(v, "Zoom &In", w.canvas.zoom_in, Std.ZoomIn, "Ctrl+=", "Ctrl++")
@@ -130,7 +138,7 @@ def build_menus(w: MainWindow) -> Actions:
     about = act(h, "&About StyleCLIP Desktop", w.about)
     about.setMenuRole(QAction.MenuRole.AboutRole)
 
-    return Actions(new, new_prompt, open_, save, save_as, export, quit_, undo, redo, zin, zout, fit, actual,
+    return Actions(new, new_prompt, open_, save, save_as, export, export_anim, quit_, undo, redo, zin, zout, fit, actual,
                    comp, crop, manager, recent, compare)
 
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -44,6 +45,18 @@ log = logging.getLogger(__name__)
 MODEL_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
+def model_mentioned(text: str) -> str | None:
+    """The catalog id a message names ("... models download mapper-afro"), longest match first."""
+    from styleclip_desktop.weights.catalog import load_catalog
+
+    try:
+        ids = [e.id for e in load_catalog()]
+    except Exception:
+        return None
+    found = [i for i in ids if i in text]
+    return max(found, key=len) if found else None
+
+
 def _size(n: int | None) -> str:
     if not n:
         return ""
@@ -57,12 +70,16 @@ def _size(n: int | None) -> str:
 class ModelWizard(QDialog):
     models_changed = Signal()  # a model was downloaded or imported
     demo_chosen = Signal(object)  # the ModelSource of the synthetic demo set
+    real_chosen = Signal()  # back from the demo set to the models folder
 
     def __init__(self, models_dir: Path, parent: QWidget | None = None, reason: str = "",
-                 demo_resolution: int | None = None) -> None:
+                 demo_resolution: int | None = None, demo_in_use: bool = False,
+                 focus: str | None = None) -> None:
         super().__init__(parent)
         self.models_dir = Path(models_dir)
         self.demo_resolution = demo_resolution
+        self.demo_in_use = demo_in_use
+        self.focus = focus
         self.setWindowTitle("Model Manager — StyleCLIP Desktop")
         self.resize(760, 520)
         self._cancel: threading.Event | None = None
@@ -73,6 +90,17 @@ class ModelWizard(QDialog):
         self.reason.setWordWrap(True)
         self.reason.setStyleSheet("color: #e0a040; font-weight: bold;")
         self.reason.setVisible(bool(reason))
+        self.demo_banner = QWidget()
+        self.demo_banner.setObjectName("demoBanner")
+        self.demo_banner.setStyleSheet("#demoBanner { background: rgba(224, 160, 64, 40); border-radius: 4px; }")
+        self.demo_text = QLabel()
+        self.demo_text.setWordWrap(True)
+        self.real_button = QPushButton("Use My Models")
+        self.real_button.setToolTip("Switch from the synthetic demo set back to the models in your models folder")
+        self.real_button.clicked.connect(self.use_real)
+        banner = QHBoxLayout(self.demo_banner)
+        banner.addWidget(self.demo_text, 1)
+        banner.addWidget(self.real_button)
         intro = QLabel(
             "StyleCLIP Desktop runs on model files published by their authors; none are shipped with the app. "
             f"Models folder: <code>{self.models_dir}</code>")
@@ -96,6 +124,10 @@ class ModelWizard(QDialog):
         self.progress = QProgressBar()
         self.progress.hide()
         self.progress_text = QLabel("")
+        # A long error wraps inside room kept for it, so the dialog never changes size.
+        self.progress_text.setWordWrap(True)
+        self.progress_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.progress_text.setMinimumHeight(3 * self.progress_text.fontMetrics().lineSpacing())
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         self.cancel_button.clicked.connect(self.cancel)
@@ -104,6 +136,7 @@ class ModelWizard(QDialog):
 
         lay = QVBoxLayout(self)
         lay.addWidget(self.reason)
+        lay.addWidget(self.demo_banner)
         lay.addWidget(intro)
         lay.addWidget(QLabel("<b>What you can do</b>"))
         lay.addWidget(self.features, 2)
@@ -156,6 +189,44 @@ class ModelWizard(QDialog):
             self.features.resizeColumnToContents(col)
             self.models.resizeColumnToContents(col)
         self._update_buttons()
+        self._update_demo_banner()
+        if self.focus:
+            self.select_model(self.focus)
+
+    def select_model(self, model_id: str) -> bool:
+        """Select and show the row of `model_id`, ready for Download."""
+        self.focus = model_id
+        for i in range(self.models.topLevelItemCount()):
+            item = self.models.topLevelItem(i)
+            if item is not None and item.data(0, MODEL_ROLE) == model_id:
+                self.models.setCurrentItem(item)
+                self.models.scrollToItem(item)
+                return True
+        return False
+
+    # -- the demo set ----------------------------------------------------------------
+
+    def set_demo_in_use(self, on: bool) -> None:
+        self.demo_in_use = on
+        self._update_demo_banner()
+
+    def _update_demo_banner(self) -> None:
+        self.demo_banner.setVisible(self.demo_in_use)
+        if not self.demo_in_use:
+            return
+        has_real = ModelSource(self.models_dir).has_generator()
+        self.real_button.setEnabled(has_real)
+        head = f"<b>The synthetic demo models are in use</b> ({DEMO_LABEL}). The lists below show your own models folder"
+        if has_real:
+            self.demo_text.setText(head + ", which has a generator: <b>Use My Models</b> switches back to it.")
+        else:
+            self.demo_text.setText(head + ", which has no StyleGAN2 generator yet: download or import one below "
+                                          "and the editor switches to your models once it is installed.")
+
+    def use_real(self) -> None:
+        if ModelSource(self.models_dir).has_generator():
+            self.real_chosen.emit()
+            self.accept()
 
     def missing_ids(self) -> list[str]:
         """Ids of required models with nothing usable in their group."""

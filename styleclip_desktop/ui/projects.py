@@ -5,6 +5,13 @@ Every action that would drop the open document asks first when it has unsaved ch
 While a document is dirty it is autosaved (`document.Autosaver`, polled by a timer); the
 autosave is deleted when the document is saved or closed on purpose, so one found at the
 next start means the app did not exit cleanly, and the user is offered to recover it.
+
+Discarding the changes deletes the autosave at once and writes none until the document
+changes again (if what was to replace it is cancelled, the user may go on editing). The
+autosaver of a document that is replaced or closed is closed before the document goes, so
+nothing the editor does while switching can write it again. At start, every document a
+crash left with unsaved work is offered (untitled ones and saved projects alike); a "No"
+deletes what was declined, so it is never offered twice.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from styleclip_desktop.document import (
     Autosaver,
     Document,
     ProjectFileError,
+    RecoverableProject,
     autosave_for_project,
     clear_stale_temporaries,
     find_recoverable,
+    forget_autosave,
     load_project,
     recover,
     save_project,
@@ -103,18 +112,26 @@ class ProjectController(QObject):
         answer = dialogs.ask_save_changes(self.window, doc.title)
         if answer == dialogs.SAVE:
             return self.save()
-        return answer == dialogs.DISCARD
+        if answer != dialogs.DISCARD:
+            return False
+        if self.autosaver is not None and self.autosaver.doc is doc:
+            self.autosaver.discard_changes()
+        return True
+
+    def _close_autosaver(self) -> None:
+        """Before the document goes: its autosave is no longer a crash leftover, and no
+        signal sent while the next one arrives may write it again."""
+        if self.autosaver is not None:
+            self.autosaver.close()
+            self.autosaver = None
 
     def close_document(self) -> None:
         """Drop the document on purpose: its autosave is no longer a crash leftover."""
-        if self.autosaver is not None:
-            self.autosaver.discard()
-            self.autosaver = None
+        self._close_autosaver()
         self.state.set_document(None)
 
     def replace_document(self, doc: Document) -> None:
-        if self.autosaver is not None:
-            self.autosaver.discard()
+        self._close_autosaver()
         self.state.set_document(doc)
         mismatches = doc.model_mismatches(identities_of(self.state.engine)) if doc.models else []
         if mismatches and self.state.engine is not None:
@@ -137,9 +154,10 @@ class ProjectController(QObject):
 
         def done(latent: np.ndarray) -> None:
             G = generator_of(engine)
-            self.replace_document(Document(latent, seed=seed, synthetic=bool(getattr(G, "synthetic", False)),
-                                           models=identities_of(engine),
-                                           description=f"random face, seed {seed}"))
+            doc = Document(latent, seed=seed, synthetic=bool(getattr(G, "synthetic", False)),
+                           models=identities_of(engine), description=f"random face, seed {seed}")
+            doc.mark_clean()  # a random face is nothing to save until the user edits it
+            self.replace_document(doc)
 
         return self.state.run_job(make, "New face…", on_result=done)
 
@@ -150,9 +168,14 @@ class ProjectController(QObject):
             return False
         try:
             autosave = autosave_for_project(path)
+            live = self.autosaver.written_path if self.autosaver is not None else None
+            if autosave is not None and live is not None and autosave.path == live:
+                autosave = None  # the open document's own autosave, just discarded: not a crash
             if autosave is not None and dialogs.ask_recover(self.window, autosave):
                 doc = recover(autosave)
             else:
+                if autosave is not None:
+                    forget_autosave(autosave, autosave_dir())  # declined: never offered again
                 doc = load_project(path)
         except (ProjectFileError, OSError) as exc:
             log.info("cannot open %s: %s", path, exc)
@@ -178,7 +201,8 @@ class ProjectController(QObject):
             return False
         suggested = (doc.file_path.name if doc.file_path is not None
                      else (Path(doc.source.path).stem if doc.source is not None else "Untitled") + ".scproj")
-        path = dialogs.save_path(self.window, self.settings, "Save Project As", suggested)
+        path = dialogs.save_path(self.window, self.settings, "Save Project As", suggested,
+                                 start=dialogs.start_folder(doc, self.settings))
         return self._save_to(path) if path is not None else False
 
     def _save_to(self, path: Path) -> bool:
@@ -212,32 +236,47 @@ class ProjectController(QObject):
     # -- autosave and recovery -----------------------------------------------------------
 
     def _on_document(self, doc: Document | None) -> None:
+        if self.autosaver is not None and self.autosaver.doc is not doc:
+            self.autosaver.close()  # replaced without going through this controller
         self.autosaver = (Autosaver(doc, autosave_dir(), thumbnail=lambda: png_thumbnail(self.state.image))
                           if doc is not None else None)
 
     def autosave_now_if_due(self) -> None:
-        if self.autosaver is not None:
+        # While a document is being replaced the state still holds the old one; only the
+        # autosaver of the open document writes.
+        if self.autosaver is not None and self.autosaver.doc is self.state.document:
             self.autosaver.maybe_save()
 
     def offer_recovery(self) -> bool:
-        """At start-up: recover the newest untitled autosave a crash left behind (and
-        remove the temporaries of autosaves killed mid-write)."""
-        clear_stale_temporaries(autosave_dir())
-        found = find_recoverable(autosave_dir())
+        """At start-up: offer every document a crash left with unsaved work (and remove the
+        temporaries of autosaves killed mid-write). One is asked about with Yes or No;
+        several are listed (`dialogs.ask_recover_many`): the chosen one opens, those the
+        user discards are deleted, the rest stay for the next start. True when one opened."""
+        folder = autosave_dir()
+        clear_stale_temporaries(folder)
+        found = find_recoverable(folder)
         if not found:
             return False
-        newest = found[0]
-        if not dialogs.ask_recover(self.window, newest):
-            for item in found:
-                item.path.unlink(missing_ok=True)
+        chosen: RecoverableProject | None
+        if len(found) == 1:
+            chosen = found[0] if dialogs.ask_recover(self.window, found[0]) else None
+            declined = [] if chosen is not None else found
+        else:
+            chosen, declined = dialogs.ask_recover_many(self.window, found)
+        for item in declined:
+            if item is not chosen:
+                forget_autosave(item, folder)
+        if chosen is None:
             return False
         try:
-            doc = recover(newest)
+            doc = recover(chosen)
         except (ProjectFileError, OSError) as exc:
-            self.presenter.show(f"Could not recover {newest.title}: {user_message(exc)}")
+            self.presenter.show(f"Could not recover {chosen.title}: {user_message(exc)}")
             return False
-        # The document keeps its uid, so its autosaves go on overwriting the file recovered
-        # from: it stays on disk until the user saves or closes on purpose.
+        # The document keeps its uid (and its project path), so its autosaves go on
+        # overwriting the file recovered from: it stays on disk until the user saves or
+        # closes on purpose.
+        self._close_autosaver()
         self.state.set_document(doc)
         if self.autosaver is not None:
             try:

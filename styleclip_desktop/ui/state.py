@@ -9,6 +9,13 @@ The state also carries what every view shares about the open project: the last r
 picture and the "original" (the same document with every layer at alpha 0, for the
 before/after compare), whether the paste-back composite or the aligned crop is shown,
 the project's dirty flag and path, and the long tasks the status bar shows.
+
+One rule keeps the canvas and the controls honest: the canvas always shows the document
+at the timeline's playhead. The state holds the playhead, so every render it is asked
+for (a panel's, undo's, a model reload's) takes the animated layers' alphas at the
+playhead and no caller can forget them; sliders show `shown_alpha`, the value on the
+canvas; and a strength change on an animated layer keys the playhead instead of
+changing a static value nothing shows.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from styleclip_desktop.document import Document
-from styleclip_desktop.document.commands import Command
+from styleclip_desktop.document import Document, actions
+from styleclip_desktop.document.commands import Command, SetLayerAttr
+from styleclip_desktop.document.timeline import LINEAR
 from styleclip_desktop.errors import UserError
 from styleclip_desktop.ui.jobs import TaskList, call_in_ui, watch
 
@@ -77,6 +85,7 @@ class EditorState(QObject):
     paste_back_changed = Signal(bool)  # True: the edit pasted into the photo; False: the aligned crop
     dirty_changed = Signal(bool)
     file_path_changed = Signal(object)  # Path or None
+    playhead_changed = Signal(int)  # the timeline frame the canvas shows
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -91,6 +100,7 @@ class EditorState(QObject):
         self._render_seq = 0
         self._shown_seq = 0
         self._original_seq = 0
+        self.playhead = 0  # frame index into the document's timeline
         self._doc_hooks: list[tuple[Any, Callable[..., None]]] = []
         self.undo_stack.indexChanged.connect(lambda _i: self.document_changed.emit())
 
@@ -101,6 +111,7 @@ class EditorState(QObject):
         self.undo_stack.clear()
         self.document = doc
         self.image = self.original = None
+        self.playhead = 0  # a new document opens at its first frame; renders below take it
         if doc is not None:
             for emitter, callback in ((doc.events.dirty_changed, lambda e: self.dirty_changed.emit(bool(e.dirty))),
                                       (doc.events.file_path_changed, lambda e: self.file_path_changed.emit(e.path))):
@@ -144,8 +155,77 @@ class EditorState(QObject):
             return snapshot(self.document)  # type: ignore[arg-type]
         return take(self.document)
 
+    # -- the playhead ------------------------------------------------------------------
+
+    def set_playhead(self, frame: int) -> None:
+        """Move the playhead (clamped to the timeline); the caller asks for the frame's render."""
+        doc = self.document
+        frame = 0 if doc is None else max(0, min(int(frame), doc.timeline.frame_count - 1))
+        if frame != self.playhead:
+            self.playhead = frame
+            self.playhead_changed.emit(frame)
+
+    @property
+    def playhead_frame(self) -> int:
+        """The playhead, within the timeline as it is now (a shorter timeline clamps it)."""
+        doc = self.document
+        return 0 if doc is None else max(0, min(self.playhead, doc.timeline.frame_count - 1))
+
+    @property
+    def playhead_time(self) -> float:
+        doc = self.document
+        return 0.0 if doc is None else doc.timeline.frame_time(self.playhead_frame)
+
+    def playhead_alphas(self) -> dict[str, float] | None:
+        """Every layer's alpha at the playhead when the document has keyframes (what the
+        canvas must show), None when nothing is animated (the static alphas are the truth)."""
+        doc = self.document
+        if doc is None or not doc.timeline.tracks:
+            return None
+        return dict(doc.frame_alphas(self.playhead_frame))
+
+    def is_animated(self, layer_id: str) -> bool:
+        doc = self.document
+        return doc is not None and doc.timeline.has_keyframes(layer_id)
+
+    def shown_alpha(self, layer_id: str) -> float:
+        """The layer's alpha as the canvas shows it: its keyframes' value at the playhead,
+        else its static alpha."""
+        doc = self.document
+        if doc is None:
+            raise KeyError(layer_id)
+        return float(doc.alpha_at(layer_id, self.playhead_time))
+
+    def animated_alpha(self, layer_id: str) -> float | None:
+        """`shown_alpha` for a layer with keyframes, None for one without (its static alpha
+        is what the canvas shows)."""
+        return self.shown_alpha(layer_id) if self.is_animated(layer_id) else None
+
+    def supersede_renders(self) -> None:
+        """Another view (the timeline's frame renderer) has put a newer picture of the
+        playhead on the canvas: renders asked for earlier are dropped when they arrive, and
+        nobody needs to ask for one on its behalf."""
+        self._render_seq += 1
+        self._shown_seq = self._render_seq
+
+    def _keyed(self, command: Command) -> Command:
+        """A strength change on an animated layer keys the playhead (its keyframes, not its
+        static alpha, are what the canvas shows), as animation editors do once a property
+        has keyframes."""
+        doc = self.document
+        if (doc is None or not isinstance(command, SetLayerAttr) or command.attr != "alpha"
+                or command.doc is not doc or not self.is_animated(command.layer_id)):
+            return command
+        t = self.playhead_time
+        here = next((k for k in doc.timeline.keyframes(command.layer_id) if k.t == t), None)
+        easing = here.easing if here is not None else LINEAR
+        return actions.set_keyframe(doc, command.layer_id, t, float(command.new), easing,
+                                    merge_key=command.merge_key)
+
+    # -- renders -----------------------------------------------------------------------
+
     def request_render(self, preview: bool = False) -> Any:
-        """Render the document as it is now on the engine's worker; the picture arrives
+        """Render the document at the playhead on the engine's worker; the picture arrives
         through `render_ready` on the UI thread. A result older than one already shown is
         dropped, so a slow full render never replaces a newer preview. Returns the job."""
         if self.engine is None or self.document is None:
@@ -153,8 +233,8 @@ class EditorState(QObject):
         self._render_seq += 1
         seq = self._render_seq
         try:
-            job = self.engine.submit_render(self._snapshot(), None, preview=preview, paste_back=self.paste_back,
-                                            key=PREVIEW_KEY if preview else RENDER_KEY)
+            job = self.engine.submit_render(self._snapshot(), self.playhead_alphas(), preview=preview,
+                                            paste_back=self.paste_back, key=PREVIEW_KEY if preview else RENDER_KEY)
         except UserError as exc:
             self.error.emit(str(exc))
             return None
@@ -218,14 +298,22 @@ class EditorState(QObject):
                 on_error: Callable[[BaseException], None] | None = None,
                 on_cancel: Callable[[], None] | None = None, key: str | None = None) -> Any:
         """Run `fn(ctx)` on the engine's worker as a task the status bar shows with progress
-        (ctx.progress(done, total, message)) and a Cancel button."""
+        (ctx.progress(done, total, message)) and a Cancel button. Once cancel is asked,
+        `on_cancel` is called, never `on_result`, even when `fn` runs to its end."""
         if self.engine is None:
             raise UserError("the models are still loading; try again in a moment")
+        from styleclip_desktop.errors import Cancelled
         from styleclip_desktop.render.worker import Priority
+
+        def guarded(ctx: Any) -> Any:
+            result = fn(ctx)
+            if ctx.cancelled():
+                raise Cancelled()  # asked to stop, it ran to its end anyway: still a cancel, not a result
+            return result
 
         holder: list[Any] = []
         task = self.tasks.begin(message, cancel=lambda: holder[0].cancel() if holder else None)
-        job = self.engine.worker.submit(fn, Priority.INTERACTIVE, key=key,
+        job = self.engine.worker.submit(guarded, Priority.INTERACTIVE, key=key,
                                         on_progress=lambda d, t, m: self.tasks.update(task, d, t, m))
         holder.append(job)
 
@@ -248,7 +336,10 @@ class EditorState(QObject):
             self.current_layer_changed.emit(layer_id)
 
     def push(self, command: Command) -> None:
-        """Do `command` and record it for undo (merging a slider drag into one step)."""
+        """Do `command` and record it for undo (merging a slider drag into one step).
+
+        A strength change on an animated layer becomes a keyframe at the playhead."""
+        command = self._keyed(command)
         index = self.undo_stack.index()
         # Exceptions raised inside a Python redo() called from QUndoStack never reach this
         # frame, so the command is done here first: a refusal leaves no undo step behind.

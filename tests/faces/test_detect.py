@@ -21,6 +21,7 @@ from styleclip_desktop.faces.detect import (
     faces_from_yunet,
     haar_available,
     landmarks_from_points,
+    rank_faces,
 )
 
 
@@ -105,6 +106,42 @@ def test_several_faces_are_listed() -> None:
     faces = detect_faces(np.zeros((200, 300, 3), np.uint8), None, detector=FakeYuNet(rows))
     assert len(faces) == 3
     assert faces[0].area > faces[1].area > faces[2].area
+
+
+def test_group_photo_ranks_confident_faces_first_and_drops_the_doubtful() -> None:
+    # A large false detection (a poster, a pattern) scores lower than the two real faces.
+    rows = [_row(0, 0, 150, 160, 0.83), _row(170, 20, 60, 70, 0.97), _row(240, 30, 70, 80, 0.93),
+            _row(10, 170, 30, 30, 0.5)]
+    faces = detect_faces(np.zeros((240, 320, 3), np.uint8), None, detector=FakeYuNet(rows))
+    assert [f.score for f in faces] == pytest.approx([0.93, 0.97, 0.83])  # 0.5 is under the threshold
+    assert [f.low_confidence for f in faces] == [False, False, True]
+    assert faces[0].area > faces[1].area  # confident faces: largest first
+
+
+def test_rank_faces_orders_by_confidence_then_size_then_score() -> None:
+    lm = np.zeros((5, 2))
+
+    def face(w: float, score: float, approximate: bool = False) -> Face:
+        return Face(box=(0.0, 0.0, w, w), score=score, landmarks=lm, approximate=approximate)
+
+    big_unsure, small_sure, mid_sure, tie_low = face(200, 0.85), face(50, 0.99), face(90, 0.91), face(90, 0.95)
+    ranked = rank_faces([big_unsure, small_sure, mid_sure, tie_low], min_score=0.8)
+    assert ranked == [tie_low, mid_sure, small_sure, big_unsure]
+    assert rank_faces([face(10, 0.7), face(20, 0.95)], min_score=0.8) == [face(20, 0.95)]
+    # Haar faces have no score: never dropped, never "unsure", ranked by size.
+    haar = [face(40, 0.0, True), face(80, 0.0, True)]
+    assert rank_faces(haar, min_score=0.8) == haar[::-1]
+    assert not any(f.low_confidence for f in haar)
+
+
+def test_no_face_error_says_whether_the_detector_is_missing(tmp_path: Path) -> None:
+    grey = np.full((120, 160, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError) as info:
+        detect_faces(grey, None, photo_name="holiday.jpg", detector=FakeYuNet(None))
+    assert info.value.photo_name == "holiday.jpg" and not info.value.detector_missing
+    with pytest.raises(NoFaceError) as info:
+        detect_faces(grey, tmp_path / "missing.onnx", photo_name="grey.png")  # YuNet not installed
+    assert info.value.detector_missing and "--landmarks" in str(info.value)  # the CLI keeps its hint
 
 
 def test_no_face_message_offers_manual_landmarks() -> None:

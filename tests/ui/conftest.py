@@ -83,6 +83,7 @@ def make_window(qapp: QApplication, qtbot: Any, ui_settings: QSettings, demo_sou
 
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, title: dialogs.DISCARD)
     monkeypatch.setattr(dialogs, "ask_recover", lambda parent, found: False)
+    monkeypatch.setattr(dialogs, "ask_recover_many", lambda parent, found: (None, []))
     windows: list[MainWindow] = []
 
     def make(engine: Any = None, source: ModelSource | None = None) -> MainWindow:

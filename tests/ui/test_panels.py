@@ -465,8 +465,10 @@ def test_presets_carry_the_alpha_sign(qtbot: Any, state: EditorState) -> None:
     assert robot.alpha == -4.0 and robot.group == "Antiprompts"
     panel = PromptPanel(state)
     qtbot.addWidget(panel)
-    button = next(b for b in panel.preset_buttons if b.text().startswith("not a robot"))
-    assert "−4" in button.text()
+    # labelled with what the user gets, "a robot" at −4, as an antiprompt (no double negative)
+    button = next(b for b in panel.preset_buttons if b.text().startswith("a robot"))
+    assert "−4" in button.text() and "not" not in button.text()
+    assert button.toolTip().startswith("Antiprompt") and "away from" in button.toolTip()
     button.click()
     layer = _doc(state).layers[len(_doc(state).layers) - 1]
     assert layer.alpha == -4.0 and isinstance(layer.params, GlobalDirectionParams)

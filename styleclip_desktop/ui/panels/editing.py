@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtCore import QSettings
+
 from styleclip_desktop.document import (
     GlobalDirectionParams,
     Keyframe,
@@ -24,6 +26,30 @@ OPTIMIZATION = OptimizationParams.kind
 DEFAULT_ALPHA = 3.0
 DEFAULT_BETA = 0.15
 NO_DOCUMENT = "Open a photo or generate a face before adding edits."
+BETA_SETTING = "layers/beta"  # the β the user last chose, which new layers start at
+
+
+def last_beta(state: EditorState) -> float:
+    """The β new global-direction layers start at: the one the user last chose."""
+    value = getattr(state, "_last_beta", None)
+    return float(value) if isinstance(value, int | float) else DEFAULT_BETA
+
+
+def remember_beta(state: EditorState, beta: float) -> None:
+    state._last_beta = float(beta)  # type: ignore[attr-defined]
+
+
+def restore_beta(state: EditorState, settings: QSettings) -> None:
+    try:
+        beta = float(settings.value(BETA_SETTING, DEFAULT_BETA))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        beta = DEFAULT_BETA
+    if 0.0 <= beta <= 1.0:
+        remember_beta(state, beta)
+
+
+def save_beta(state: EditorState, settings: QSettings) -> None:
+    settings.setValue(BETA_SETTING, last_beta(state))
 
 
 def params_for(kind: str, text: str, neutral: str | None = None, beta: float = DEFAULT_BETA) -> LayerParams:
@@ -37,10 +63,11 @@ def params_for(kind: str, text: str, neutral: str | None = None, beta: float = D
 
 
 def add_prompt_layer(state: EditorState, text: str, *, kind: str = GLOBAL_DIRECTION,
-                     neutral: str | None = None, alpha: float | None = None, beta: float = DEFAULT_BETA,
+                     neutral: str | None = None, alpha: float | None = None, beta: float | None = None,
                      history: PromptHistory | None = None) -> str | None:
     """Add a layer on top of the stack from a prompt, make it current, remember the
-    prompt and show the result. Returns the new layer's id (None when nothing was added)."""
+    prompt and show the result. Returns the new layer's id (None when nothing was added).
+    Without `beta`, a global direction starts at the β the user last chose."""
     doc = state.document
     text = text.strip()
     if not text:
@@ -49,7 +76,7 @@ def add_prompt_layer(state: EditorState, text: str, *, kind: str = GLOBAL_DIRECT
         state.error.emit(NO_DOCUMENT)
         return None
     try:
-        params = params_for(kind, text, neutral, beta)
+        params = params_for(kind, text, neutral, last_beta(state) if beta is None else beta)
     except (TypeError, ValueError) as exc:
         state.error.emit(str(exc))
         return None

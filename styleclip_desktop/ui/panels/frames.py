@@ -52,6 +52,13 @@ class FramePump:
             self.wanted = (frame, preview, self.doc.revision)
             self._pump()
 
+    def _supersede(self) -> None:
+        # This frame is the newest picture of the playhead: an editor render asked for
+        # before it must not land on top of it when it arrives late.
+        supersede = getattr(self.link.state, "supersede_renders", None)
+        if callable(supersede):
+            supersede()
+
     def precompute(self) -> Any:
         doc = self.doc
         if doc is None:
@@ -69,11 +76,13 @@ class FramePump:
         alphas = doc.frame_alphas(frame)
         if self.link.show_cached(alphas):
             self.rendered = want
+            self._supersede()
             return
         job = self.link.render(alphas, preview=preview)
         if job is None:
             return
         self.inflight = job
+        self._supersede()
 
         def finished(*_args: Any) -> None:
             if self.inflight is job:

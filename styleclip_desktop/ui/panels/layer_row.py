@@ -4,6 +4,7 @@ the list itself, whose drag-and-drop asks for an undoable move."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -29,18 +30,32 @@ THUMB = 48
 ROLE_LAYER_ID = Qt.ItemDataRole.UserRole
 
 
+def usable_beta(largest: float | None) -> float | None:
+    """The largest β the two-decimal β field can hold that still keeps a channel: a
+    channel passes when its relevance is at least β, and none is above `largest`."""
+    if largest is None or largest <= 0.0:
+        return None
+    beta = math.floor(round(float(largest) * 100, 6)) / 100
+    if beta > largest:
+        beta -= 0.01
+    return max(0.0, round(beta, 2))
+
+
 def too_high_hint(info: Any, beta: float) -> str:
     """The β warning for a direction query result ("" when β is fine)."""
     if info is None:
         return ""
-    error = getattr(info, "error", None)
-    if error:
-        return str(error)
-    if int(getattr(info, "channels", 1)) > 0:
+    if int(getattr(info, "channels", 1) or 0) > 0:
         return ""
-    largest = getattr(info, "largest_beta", None)
-    usable = f"; largest usable β here is {float(largest):.2f}" if largest is not None else ""
-    return f"β too high: no channel passes β = {beta:.2f}{usable}"
+    usable = usable_beta(getattr(info, "largest_beta", None))
+    if usable is not None:
+        return f"β too high: the largest usable β here is {usable:.2f}"
+    error = getattr(info, "error", None)
+    return str(error) if error else f"β too high: no channel passes β = {beta:.2f}"
+
+
+def channels_text(channels: int) -> str:
+    return f"{channels} channel changed" if channels == 1 else f"{channels} channels changed"
 
 
 def to_pixmap(image: Any, size: int = THUMB) -> QPixmap:
@@ -85,23 +100,46 @@ class LayerRow(QFrame):
         self.badge = badge(badge_text(layer.params), layer.params.label)
         self.alpha = AlphaControl(layer.kind)
 
+        # Two lines per layer (name and count; strengths), so a stack of five fits the dock.
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
+        top.setSpacing(4)
         for w in (self.eye, self.lock, self.badge):
             top.addWidget(w)
         top.addWidget(self.name, 1)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 2, 4, 2)
-        outer.setSpacing(2)
+        outer.setSpacing(1)
         outer.addLayout(top)
-        outer.addWidget(self.alpha)
+        strengths = QHBoxLayout()
+        strengths.setContentsMargins(0, 0, 0, 0)
+        strengths.addWidget(self.alpha, 1)
+        # Keyframed strength: the slider shows the value at the playhead (what the canvas shows).
+        self.animated = QLabel("◆")
+        self.animated.setToolTip("Animated: the strength at the playhead. Changing it sets a keyframe there.")
+        self.animated.hide()
+        strengths.insertWidget(0, self.animated)
+        outer.addLayout(strengths)
 
         self.beta: QDoubleSpinBox | None = None
         self.channels = QLabel()
+        self.channels.setObjectName("channelCount")
+        self.channels.setStyleSheet("QLabel#channelCount { color: palette(mid); }")
+        # The β problem, shown where it is: what is wrong and the one click that fixes it.
+        self.problem = QWidget()
         self.hint = QLabel()
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet("color: #c0392b;")
         self.hint.hide()
+        self.fix_beta = QPushButton()
+        self.fix_beta.setToolTip("Set β to the largest value that still changes the picture")
+        self.fix_beta.hide()
+        self.suggested_beta: float | None = None
+        problem = QHBoxLayout(self.problem)
+        problem.setContentsMargins(0, 0, 0, 0)
+        problem.addWidget(self.hint, 1)
+        problem.addWidget(self.fix_beta)
+        self.problem.hide()
         if isinstance(layer.params, GlobalDirectionParams):
             self.beta = QDoubleSpinBox()
             self.beta.setRange(0.0, 1.0)
@@ -110,14 +148,12 @@ class LayerRow(QFrame):
             self.beta.setKeyboardTracking(False)
             self.beta.setToolTip("β: channels less relevant to the prompt than this are left alone. "
                                  "Higher β = a more targeted edit; too high and nothing changes.")
-            line = QHBoxLayout()
-            line.setContentsMargins(0, 0, 0, 0)
-            line.addWidget(QLabel("β"))
-            line.addWidget(self.beta)
-            line.addWidget(self.channels, 1)
-            outer.addLayout(line)
-            outer.addWidget(self.hint)
+            top.addWidget(self.channels)
+            strengths.addWidget(QLabel("β"))
+            strengths.addWidget(self.beta)
+            outer.addWidget(self.problem)
             self.beta.valueChanged.connect(lambda v: self.beta_edited.emit(self.layer_id, float(v)))
+            self.fix_beta.clicked.connect(self._use_suggested_beta)
 
         self.thumb = QLabel()
         self.thumb.setFixedSize(THUMB, THUMB)
@@ -146,14 +182,16 @@ class LayerRow(QFrame):
         self.alpha.edited.connect(lambda v: self.alpha_edited.emit(self.layer_id, v))
         self.update_from(layer)
 
-    def update_from(self, layer: Layer) -> None:
+    def update_from(self, layer: Layer, shown_alpha: float | None = None) -> None:
         """Show the layer as the document has it, without announcing anything."""
         for button, on in ((self.eye, layer.visible), (self.lock, layer.locked)):
             button.blockSignals(True)
             button.setChecked(on)
             button.blockSignals(False)
         self.name.set_text(layer.name)
-        self.alpha.set_value(layer.alpha)
+        # `shown_alpha`: the keyframed value at the playhead, None for a layer without keyframes.
+        self.alpha.set_value(layer.alpha if shown_alpha is None else shown_alpha)
+        self.animated.setVisible(shown_alpha is not None)
         for w in (self.alpha, self.name, self.beta):
             if w is not None:
                 w.setEnabled(not layer.locked)
@@ -170,15 +208,29 @@ class LayerRow(QFrame):
     def set_direction_info(self, info: Any, beta: float) -> None:
         if info is None:
             self.channels.setText("")
-            self.hint.hide()
+            self._show_problem("", None)
             return
         channels = getattr(info, "channels", None)
-        self.channels.setText("" if channels is None else f"{int(channels)} channels changed")
+        self.channels.setText("" if channels is None else channels_text(int(channels)))
         hint = too_high_hint(info, beta)
+        self._show_problem(hint, usable_beta(getattr(info, "largest_beta", None)) if hint else None)
+
+    def _show_problem(self, hint: str, suggested: float | None) -> None:
         self.hint.setText(hint)
-        if self.hint.isHidden() == bool(hint):
-            self.hint.setHidden(not hint)
+        self.suggested_beta = suggested
+        self.fix_beta.setText("" if suggested is None else f"Use β = {suggested:.2f}")
+        self.fix_beta.setHidden(suggested is None)
+        self.hint.setHidden(not hint)
+        if self.problem.isHidden() == bool(hint):
+            self.problem.setHidden(not hint)
             self.height_changed.emit(self.layer_id)
+
+    def has_problem(self) -> bool:
+        return not self.problem.isHidden()
+
+    def _use_suggested_beta(self) -> None:
+        if self.suggested_beta is not None:
+            self.beta_edited.emit(self.layer_id, self.suggested_beta)
 
     def set_running(self, running: bool, status: str = "") -> None:
         self.running = running

@@ -13,11 +13,12 @@ from functools import partial
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QDockWidget,
     QHBoxLayout,
     QLineEdit,
     QListWidgetItem,
+    QMainWindow,
     QMenu,
     QToolButton,
     QVBoxLayout,
@@ -31,12 +32,16 @@ from styleclip_desktop.ui.panels.editing import (
     OPTIMIZATION,
     add_prompt_layer,
     refused_by_lock,
+    remember_beta,
 )
 from styleclip_desktop.ui.panels.engine_link import EngineLink
+from styleclip_desktop.ui.panels.layer_menu import LayerActions
 from styleclip_desktop.ui.panels.layer_row import ROLE_LAYER_ID, LayerList, LayerRow
 from styleclip_desktop.ui.panels.optimization_run import OptimizationRunner
-from styleclip_desktop.ui.panels.widgets import DocumentFollower
+from styleclip_desktop.ui.panels.widgets import DocumentFollower, is_alive
 from styleclip_desktop.ui.state import EditorState
+
+BETA_PROBLEM = "β too high"  # how the engine's β messages begin (render and direction queries)
 
 
 class LayersPanel(DocumentFollower, QWidget):
@@ -67,10 +72,10 @@ class LayersPanel(DocumentFollower, QWidget):
         add_bar.addWidget(self.add_button)
 
         self.list = LayerList()
-        self.delete_action = self._action("Delete Layer", QKeySequence.StandardKey.Delete, self.delete_current)
-        self.duplicate_action = self._action("Duplicate Layer", QKeySequence("Ctrl+J"), self.duplicate_current)
-        self.up_action = self._action("Move Layer Up", QKeySequence("Ctrl+]"), lambda: self.move_current(+1))
-        self.down_action = self._action("Move Layer Down", QKeySequence("Ctrl+["), lambda: self.move_current(-1))
+        self.layer_actions = LayerActions(self)
+        a = self.layer_actions
+        self.new_action, self.duplicate_action, self.delete_action = a.new, a.duplicate, a.delete
+        self.up_action, self.down_action, self.visibility_action = a.up, a.down, a.visibility
         buttons = QHBoxLayout()
         for action in (self.up_action, self.down_action, self.duplicate_action, self.delete_action):
             button = QToolButton()
@@ -94,18 +99,41 @@ class LayersPanel(DocumentFollower, QWidget):
         self.runner.finished.connect(self._on_run_finished)
         state.document_replaced.connect(self._bind)
         state.current_layer_changed.connect(self._select)
+        state.current_layer_changed.connect(lambda _id: self._update_actions())
         state.engine_changed.connect(self._on_engine)
+        # Animated strengths follow the playhead.
+        state.playhead_changed.connect(lambda _frame: self.sync() if is_alive(self) else None)
         self._bind(state.document)
 
-    def _action(self, text: str, keys: QKeySequence | QKeySequence.StandardKey, slot: Any) -> QAction:
-        # Scoped to the panel so Delete in another dock (or a text field) is not ours;
-        # the main window may re-home these actions in its Layer menu.
-        action = QAction(text, self)
-        action.setShortcut(keys)
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        action.triggered.connect(slot)
-        self.addAction(action)
-        return action
+    def fill_layer_menu(self, menu: QMenu, window: QWidget) -> None:
+        """The window's Layer menu: these commands, their shortcuts window-wide."""
+        self.layer_actions.fill_menu(menu, window)
+        self._update_actions()
+
+    def focus_prompt(self) -> None:
+        """Where a new layer starts: the prompt field above the list."""
+        dock = self.parentWidget()
+        if dock is not None and dock.isHidden():
+            dock.show()
+        if isinstance(dock, QDockWidget):
+            dock.raise_()
+        self.prompt.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.prompt.selectAll()
+
+    def toggle_current_visible(self) -> None:
+        layer = self.current_layer()
+        if layer is not None:
+            self._on_visibility(layer.id, not layer.visible)
+
+    def claim_error(self, message: str) -> bool:
+        """β problems are shown in the layer's row (with the β that works), never in a dialog."""
+        if not is_alive(self) or not message.startswith(BETA_PROBLEM):
+            return False
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage("β is too high for a layer: its row in Layers offers the largest "
+                                           "usable β.", 8000)
+        return True
 
     # -- document binding -------------------------------------------------------------
 
@@ -133,7 +161,7 @@ class LayersPanel(DocumentFollower, QWidget):
             for layer in doc.layers:
                 row = self.rows.get(layer.id)
                 if row is not None:
-                    row.update_from(layer)
+                    row.update_from(layer, self.state.animated_alpha(layer.id))
                     self._query_direction(layer, row)
         if ids and self.state.current_layer_id not in ids:
             self.state.set_current_layer(ids[0])
@@ -201,9 +229,8 @@ class LayersPanel(DocumentFollower, QWidget):
         self._update_actions()
 
     def _update_actions(self) -> None:
-        has = self.current_layer() is not None
-        for action in (self.delete_action, self.duplicate_action, self.up_action, self.down_action):
-            action.setEnabled(has)
+        layer = self.current_layer()
+        self.layer_actions.update(self._doc is not None, None if layer is None else layer.visible)
 
     def current_layer(self) -> Layer | None:
         doc, layer_id = self._doc, self.state.current_layer_id
@@ -287,6 +314,7 @@ class LayersPanel(DocumentFollower, QWidget):
 
     def _on_beta_edited(self, layer_id: str, beta: float) -> None:
         if self._doc is not None and not refused_by_lock(self.state, layer_id):
+            remember_beta(self.state, beta)
             self._push(actions.set_params(self._doc, layer_id, beta=beta))
             self.link.request_render(preview=False)
 

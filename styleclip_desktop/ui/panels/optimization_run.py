@@ -4,6 +4,11 @@ The optimization itself lives in `styleclip_desktop.methods.optimization`; this 
 only starts it on the engine's worker, relays its intermediate pictures to the layer row
 and the canvas, and stores the resulting delta in the layer (one undo step) when it ends.
 A cancelled run changes nothing.
+
+The frames are aligned face crops. The canvas shows what View says: with the composite
+view they are pasted back into the photo (on the worker) before they reach it, and a
+frame made for the other view is dropped. When the run ends without a result (cancelled
+or failed) the canvas shows the document again, rendered per View.
 """
 
 from __future__ import annotations
@@ -31,6 +36,18 @@ def optimization_available() -> bool:
     return importlib.util.find_spec("styleclip_desktop.methods.optimization") is not None
 
 
+def _photo_view(engine: Any, doc: Any) -> Any:
+    """What the worker may read to paste frames back into the photo (None without one)."""
+    if getattr(doc, "source", None) is None or getattr(doc, "alignment", None) is None:
+        return None
+    take = getattr(engine, "snapshot", None)
+    try:
+        return take(doc) if callable(take) else None
+    except Exception:
+        log.debug("no snapshot of the document for live frames", exc_info=True)
+        return None
+
+
 def _models_of(engine: Any) -> Any:
     for holder in (engine, getattr(engine, "renderer", None), getattr(engine, "session", None)):
         models = getattr(holder, "models", None)
@@ -50,6 +67,7 @@ class OptimizationRunner(QObject):
         self.state = state
         self.link = EngineLink.of(state)
         self._jobs: dict[str, Any] = {}
+        self._cancelled: set[str] = set()  # runs asked to stop: whatever they return is dropped
 
     def running(self, layer_id: str) -> bool:
         return layer_id in self._jobs
@@ -57,11 +75,12 @@ class OptimizationRunner(QObject):
     def cancel(self, layer_id: str) -> None:
         job = self._jobs.get(layer_id)
         if job is not None:
+            self._cancelled.add(layer_id)
             job.cancel()
 
     def cancel_all(self) -> None:
-        for job in list(self._jobs.values()):
-            job.cancel()
+        for layer_id in list(self._jobs):
+            self.cancel(layer_id)
 
     def start(self, layer_id: str) -> bool:
         doc, engine = self.state.document, self.state.engine
@@ -78,9 +97,20 @@ class OptimizationRunner(QObject):
             self.state.error.emit("Latent optimization is not available in this version.")
             return False
 
+        composite = getattr(getattr(engine, "renderer", None), "composite", None)
+        photo_doc = _photo_view(engine, doc)
+
         def on_frame(frame: Any) -> None:  # on the worker thread
-            image = getattr(frame, "image", frame)
-            self.link.call_in_ui(lambda: self._show_frame(layer_id, image))
+            face = getattr(frame, "image", frame)
+            pasted = bool(self.state.paste_back)
+            shown = face
+            if pasted and composite is not None and photo_doc is not None:
+                try:
+                    shown = composite(photo_doc, np.asarray(face))
+                except Exception:  # a live frame is a courtesy: keep the run going without it
+                    log.debug("could not paste a live frame back", exc_info=True)
+                    return
+            self.link.call_in_ui(lambda: self._show_frame(layer_id, face, shown, pasted))
 
         try:
             job = self._submit(engine, doc, layer_id, params, on_frame)
@@ -128,10 +158,11 @@ class OptimizationRunner(QObject):
 
     # -- results (UI thread) -------------------------------------------------------------
 
-    def _show_frame(self, layer_id: str, image: Any) -> None:
+    def _show_frame(self, layer_id: str, face: Any, shown: Any, pasted: bool) -> None:
         if layer_id in self._jobs:
-            self.frame.emit(layer_id, image)
-            self.state.render_ready.emit(image, True)
+            self.frame.emit(layer_id, face)
+            if pasted == bool(self.state.paste_back):  # a frame made for the other view is dropped
+                self.state.render_ready.emit(shown, True)
 
     def _progress(self, layer_id: str, done: int, total: int) -> None:
         if layer_id in self._jobs:
@@ -141,8 +172,12 @@ class OptimizationRunner(QObject):
     def _end(self, layer_id: str, message: str) -> None:
         if self._jobs.pop(layer_id, None) is None:
             return
+        self._cancelled.discard(layer_id)
         self.state.busy.emit("", 1, 1)
         self.finished.emit(layer_id, message)
+        if message:
+            # The canvas showed the run's frames: put the document, unchanged, back on it.
+            self.link.request_render(preview=False)
 
     def _failed(self, layer_id: str, exc: BaseException) -> None:
         message = user_message(exc, "Optimization")
@@ -150,7 +185,7 @@ class OptimizationRunner(QObject):
         self._end(layer_id, message)
 
     def _done(self, layer_id: str, result: Any) -> None:
-        if getattr(result, "cancelled", False):
+        if getattr(result, "cancelled", False) or layer_id in self._cancelled:
             self._end(layer_id, "cancelled")
             return
         doc = self.state.document

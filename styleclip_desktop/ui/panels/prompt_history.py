@@ -74,6 +74,10 @@ class Preset:
     neutral: str = DEFAULT_NEUTRAL
     alpha: float = 3.0
 
+    @property
+    def antiprompt(self) -> bool:
+        return self.alpha < 0
+
 
 _HAIR = "a face with hair"
 PRESETS: tuple[Preset, ...] = (
@@ -87,12 +91,13 @@ PRESETS: tuple[Preset, ...] = (
     Preset("Age", "young", "a young face", DEFAULT_NEUTRAL, 3.0),
     Preset("Age", "old", "an old face", DEFAULT_NEUTRAL, 3.0),
     Preset("Look", "tanned", "a tanned face", DEFAULT_NEUTRAL, 3.0),
-    # Antiprompts users found: the opposite of a laughing face reads as serious, the
-    # opposite of a robot as very human, the opposite of an anime hero as smaller, lighter hair.
-    Preset("Antiprompts", "not a robot", "a robot", DEFAULT_NEUTRAL, -4.0),
-    Preset("Antiprompts", "serious (not laughing)", "a laughing face", DEFAULT_NEUTRAL, -3.0),
-    Preset("Antiprompts", "not a person", "a person", DEFAULT_NEUTRAL, -3.0),
-    Preset("Antiprompts", "not Goku", "Goku", DEFAULT_NEUTRAL, -3.0),
+    # Antiprompts users found, labelled with the text they push away from (the negative
+    # alpha does the pushing): away from a laughing face reads as serious, away from a
+    # robot as very human, away from an anime hero as smaller, lighter hair.
+    Preset("Antiprompts", "a robot", "a robot", DEFAULT_NEUTRAL, -4.0),
+    Preset("Antiprompts", "laughing", "a laughing face", DEFAULT_NEUTRAL, -3.0),
+    Preset("Antiprompts", "a person", "a person", DEFAULT_NEUTRAL, -3.0),
+    Preset("Antiprompts", "Goku", "Goku", DEFAULT_NEUTRAL, -3.0),
 )
 
 Listener = Callable[[], None]

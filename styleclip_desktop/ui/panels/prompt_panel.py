@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -25,7 +26,6 @@ from PySide6.QtWidgets import (
 
 from styleclip_desktop.ui.panels.editing import (
     DEFAULT_ALPHA,
-    DEFAULT_BETA,
     GLOBAL_DIRECTION,
     add_prompt_layer,
 )
@@ -39,7 +39,7 @@ from styleclip_desktop.ui.panels.prompt_history import (
 from styleclip_desktop.ui.state import EditorState
 
 STAR_ON, STAR_OFF = "★", "☆"
-STAR_COLUMN, PROMPT_COLUMN = 0, 1
+STAR_COLUMN, PROMPT_COLUMN, ALPHA_COLUMN = 0, 1, 2
 PRESET_COLUMNS = 2
 
 
@@ -72,14 +72,21 @@ class PromptPanel(QWidget):
         add_line.addWidget(self.add_button)
 
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search history")
+        self.search.setPlaceholderText("Search recent prompts")
         self.search.setClearButtonEnabled(True)
         self.history_view = QTreeWidget()
         self.history_view.setColumnCount(3)
         self.history_view.setHeaderHidden(True)
         self.history_view.setRootIsDecorated(False)
         self.history_view.setToolTip("Click a prompt to add it again; click the star to keep it on top")
-        history_box = QGroupBox("History")
+        header = self.history_view.header()
+        # The prompt takes the width the panel has (elided only beyond it); star and
+        # strength stay as narrow as their text.
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(PROMPT_COLUMN, QHeaderView.ResizeMode.Stretch)
+        for column in (STAR_COLUMN, ALPHA_COLUMN):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.history_box = history_box = QGroupBox("Recent Prompts")
         history_layout = QVBoxLayout(history_box)
         history_layout.addWidget(self.search)
         history_layout.addWidget(self.history_view, 1)
@@ -91,12 +98,19 @@ class PromptPanel(QWidget):
         for preset in PRESETS:
             groups.setdefault(preset.group, []).append(preset)
         for group, presets in groups.items():
-            presets_layout.addWidget(QLabel(f"<b>{group}</b>"))
+            heading = f"<b>{group}</b>"
+            if all(p.antiprompt for p in presets):
+                heading += " \u2014 away from the text"
+            presets_layout.addWidget(QLabel(heading))
             grid = QGridLayout()
             for i, preset in enumerate(presets):
                 button = QPushButton(f"{preset.label}  {_signed(preset.alpha)}")
-                button.setToolTip(f"\u201c{preset.target}\u201d vs \u201c{preset.neutral}\u201d at alpha "
-                                  f"{preset.alpha:g}")
+                if preset.antiprompt:
+                    button.setToolTip(f"Antiprompt: moves the face away from \u201c{preset.target}\u201d "
+                                      f"(vs \u201c{preset.neutral}\u201d, alpha {_signed(preset.alpha)})")
+                else:
+                    button.setToolTip(f"\u201c{preset.target}\u201d vs \u201c{preset.neutral}\u201d at alpha "
+                                      f"{preset.alpha:g}")
                 button.clicked.connect(lambda _checked=False, p=preset: self.use_preset(p))
                 grid.addWidget(button, i // PRESET_COLUMNS, i % PRESET_COLUMNS)
                 self.preset_buttons.append(button)
@@ -121,10 +135,9 @@ class PromptPanel(QWidget):
     # -- adding -----------------------------------------------------------------------
 
     def submit(self) -> str | None:
-        """Add a global-direction layer from the fields (alpha 3, beta 0.15)."""
+        """Add a global-direction layer from the fields (alpha 3, at the β last chosen)."""
         layer_id = add_prompt_layer(self.state, self.prompt.text(), kind=GLOBAL_DIRECTION,
-                                    neutral=self.neutral.text(), alpha=DEFAULT_ALPHA, beta=DEFAULT_BETA,
-                                    history=self.history)
+                                    neutral=self.neutral.text(), alpha=DEFAULT_ALPHA, history=self.history)
         if layer_id is not None:
             self.prompt.clear()
         return layer_id
@@ -157,11 +170,9 @@ class PromptPanel(QWidget):
             item = QTreeWidgetItem([STAR_ON if entry.favourite else STAR_OFF, entry.target + neutral,
                                     _signed(entry.alpha)])
             item.setData(PROMPT_COLUMN, Qt.ItemDataRole.UserRole, entry)
-            item.setToolTip(PROMPT_COLUMN, f"used {entry.uses}× · click to add it again")
+            item.setToolTip(PROMPT_COLUMN, f"{entry.target}{neutral}\nused {entry.uses}× · click to add it again")
             item.setToolTip(STAR_COLUMN, "Favourite")
             self.history_view.addTopLevelItem(item)
-        for column in (STAR_COLUMN, 2):
-            self.history_view.resizeColumnToContents(column)
 
     def _on_history_clicked(self, item: QTreeWidgetItem, column: int) -> None:
         entry = item.data(PROMPT_COLUMN, Qt.ItemDataRole.UserRole)

@@ -8,17 +8,21 @@ leaving alone a text field the user is typing in.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -34,7 +38,7 @@ from styleclip_desktop.document import (
 )
 from styleclip_desktop.ui.panels.editing import refused_by_lock
 from styleclip_desktop.ui.panels.engine_link import EngineLink
-from styleclip_desktop.ui.panels.widgets import AlphaControl, DocumentFollower
+from styleclip_desktop.ui.panels.widgets import AlphaControl, DocumentFollower, is_alive
 from styleclip_desktop.ui.state import EditorState
 
 log = logging.getLogger(__name__)
@@ -82,7 +86,9 @@ def document_info(doc: Document | None, engine: Any) -> list[tuple[str, str, boo
         return [("Document", "no document open", False)]
     lines: list[tuple[str, str, bool]] = []
     if doc.source is not None:
-        lines.append(("Source photo", f"{doc.source.path} ({_short(doc.source.sha256)})", False))
+        # The file's name: a whole path has no place to wrap and would widen the dock.
+        name = Path(doc.source.path.replace("\\", "/")).name or doc.source.path
+        lines.append(("Source photo", f"{name} ({_short(doc.source.sha256)})", False))
     elif doc.seed is not None:
         lines.append(("Source", f"generated face, seed {doc.seed}", False))
     else:
@@ -120,19 +126,48 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self.layer_form = QFormLayout(self.layer_box)
         self.doc_box = QGroupBox("Document")
         self.doc_form = QFormLayout(self.doc_box)
-        layout = QVBoxLayout(self)
+        # In a narrow dock a long value goes below its label instead of being cut off.
+        self.doc_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self._backend_engines: list[Any] = []  # engines whose backend changes are heard
+        # Scrolled rather than squeezed: the panel may be shorter than its form, so the
+        # layer list above it keeps its room.
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.layer_box)
         layout.addWidget(self.doc_box)
         layout.addStretch(1)
+        self.scroller = QScrollArea()
+        self.scroller.setWidgetResizable(True)
+        self.scroller.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroller.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroller)
 
         state.document_replaced.connect(self._bind)
         state.current_layer_changed.connect(lambda _id: self.sync())
-        state.engine_changed.connect(lambda _engine: self.sync())
+        state.playhead_changed.connect(lambda _frame: self.sync() if is_alive(self) else None)
+        state.engine_changed.connect(self._on_engine)
         self._bind(state.document)
+        self._on_engine(state.engine)
 
     def _bind(self, doc: Document | None) -> None:
         self.follow(doc)
+
+    def _on_engine(self, engine: Any) -> None:
+        listen = getattr(engine, "on_backend_changed", None)
+        if callable(listen) and not any(e is engine for e in self._backend_engines):
+            # Called on the exporting thread once the ONNX graphs are ready.
+            self._backend_engines.append(engine)
+            link = self.link
+            listen(lambda _label: link.call_in_ui(self._backend_changed))
+        self.sync()
+
+    def _backend_changed(self) -> None:
+        if is_alive(self):
+            self._show_document()
 
     def current_layer(self) -> Layer | None:
         doc, layer_id = self._doc, self.state.current_layer_id
@@ -225,7 +260,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
 
     def _show_values(self, layer: Layer) -> None:
         if self.alpha is not None:
-            self.alpha.set_value(layer.alpha)
+            self.alpha.set_value(self.state.shown_alpha(layer.id))  # an animated strength at the playhead
             self.alpha.setEnabled(not layer.locked)
         values = layer.params.to_json()
         for name, widget in self.fields.items():
@@ -253,6 +288,8 @@ class PropertiesPanel(DocumentFollower, QWidget):
         for label, text, warn in lines:
             value = QLabel(text)
             value.setWordWrap(True)
+            value.setToolTip(text)
+            value.setMinimumWidth(0)
             if warn:
                 value.setStyleSheet(WARNING_STYLE)
             self.doc_form.addRow(label, value)

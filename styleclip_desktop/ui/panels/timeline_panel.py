@@ -1,7 +1,9 @@
 """The animation timeline: alpha keyframes per layer, a playhead, play/loop/ping-pong.
 
 Frames shown here are rendered with the per-frame alphas of the document
-(`doc.frame_alphas`), so what plays is what export writes. Only one frame render is in
+(`doc.frame_alphas`), so what plays is what export writes. The playhead lives in the
+editor state (`EditorState.playhead`): every other render the editor makes shows the same
+frame, so the canvas always shows the document at the playhead. Only one frame render is in
 flight at a time and the newest wanted frame wins: when rendering is slower than the
 frame rate, frames are dropped instead of piling up behind each other. Before scrubbing
 or playing, the frames are precomputed at low priority so that scrubbing mostly hits
@@ -48,7 +50,6 @@ class TimelinePanel(DocumentFollower, QWidget):
         self.link = EngineLink.of(state)
         self.setWindowTitle("Timeline")
         self._doc: Document | None = None
-        self.frame = 0
         self.direction = 1
         self.clock: Callable[[], float] = time.monotonic
         self._t0 = 0.0
@@ -135,7 +136,17 @@ class TimelinePanel(DocumentFollower, QWidget):
         v.easing_requested.connect(self.set_easing)
         state.document_replaced.connect(self._bind)
         state.current_layer_changed.connect(self._on_current_layer)
+        state.playhead_changed.connect(self._on_playhead)
         self._bind(state.document)
+
+    @property
+    def frame(self) -> int:
+        """The playhead: the editor state's, shared with every render the editor makes."""
+        return self.state.playhead_frame
+
+    @frame.setter
+    def frame(self, frame: int) -> None:
+        self.state.set_playhead(frame)
 
     # -- document ----------------------------------------------------------------------
 
@@ -145,6 +156,12 @@ class TimelinePanel(DocumentFollower, QWidget):
         self.frame, self.direction = 0, 1
         self.view.selected = None
         self.follow(doc)
+
+    def _on_playhead(self, frame: int) -> None:
+        self.view.frame = frame
+        self.view.update()
+        self._update_label()
+        self.frame_changed.emit(frame)
 
     def _on_current_layer(self, layer_id: str) -> None:
         self.view.current_layer = layer_id
@@ -285,9 +302,7 @@ class TimelinePanel(DocumentFollower, QWidget):
         if doc is None:
             return
         frame = max(0, min(frame, doc.timeline.frame_count - 1))
-        if frame != self.frame:
-            self.frame = frame
-            self.frame_changed.emit(frame)
+        self.frame = frame  # announces the move (playhead_changed, then frame_changed)
         self.view.frame = frame
         self.view.update()
         self._update_label()

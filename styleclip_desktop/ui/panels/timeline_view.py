@@ -29,7 +29,12 @@ HEADER_W = 120
 RULER_H = 22
 TRACK_H = 28
 MARGIN = 12
-HIT = 6
+KEY_RADIUS = 5.0
+# How far outside a keyframe's drawn shape a click, right-click or drag still takes it
+# (logical pixels, so the same reach on every screen density): a hand on a mouse or a
+# touchpad lands a few pixels off a 10 px diamond.
+HIT_SLOP = 5.0
+HIT = KEY_RADIUS + HIT_SLOP
 CURVE_SAMPLES = 64
 EASING_LABELS = {"linear": "Linear", EASE_IN_OUT: "Ease in-out", HOLD: "Hold"}
 
@@ -107,6 +112,8 @@ class TrackView(QWidget):
         return next((k for k in self.doc.timeline.keyframes(layer_id) if k.t == t), None)
 
     def key_at(self, pos: QPointF) -> tuple[str, float] | None:
+        """The keyframe nearest to `pos` on the track under it, when `pos` is within HIT
+        pixels of its centre; one hit test for clicks, drags and the context menu."""
         layer_id = self.track_at(pos.y())
         if layer_id is None or self.doc is None:
             return None
@@ -273,7 +280,7 @@ class TrackView(QWidget):
         p.drawPath(path)
 
     def _paint_key(self, p: QPainter, c: QPointF, key: Keyframe, selected: bool) -> None:
-        r = 5.0
+        r = KEY_RADIUS
         pal = self.palette()
         p.setPen(QPen(pal.text().color(), 1))
         p.setBrush(pal.highlight() if selected else pal.button())
