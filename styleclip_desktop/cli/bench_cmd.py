@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import UserError
 
-SUITES = ("core", "methods", "export", "render")
+SUITES = ("core", "methods", "export", "render", "fidelity")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--suite", action="append", choices=SUITES, help="suite to run (repeatable; default: all)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (default 3)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test of the benchmark itself")
+    p.add_argument("--full-size", action="store_true",
+                   help="fidelity: config-f 1024 px and the published 350 PTI steps (default: a tiny generator)")
     p.set_defaults(func=run)
 
 
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"environment": harness.environment(device), "quick": bool(args.quick)}
     for name in args.suite or SUITES:
         common.note(f"bench: running suite '{name}' on {device}")
-        report[name] = _import_suite(name).run(device, repeats=args.repeats, quick=args.quick)
+        suite = _import_suite(name)
+        extra = {"full": True} if args.full_size and "full" in inspect.signature(suite.run).parameters else {}
+        report[name] = suite.run(device, repeats=args.repeats, quick=args.quick, **extra)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0

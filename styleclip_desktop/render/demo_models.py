@@ -101,7 +101,8 @@ def write_demo_models(folder: Path, resolution: int = DEFAULT_RESOLUTION, seed: 
     def fs3_progress(done: int, n: int) -> None:
         report(4, total, f"global directions: {done * 100 // max(n, 1)} %")
 
-    gd.precompute_fs3(G, clip, stats, own / "fs3.npy", images=fs3_images, seed=seed, batch=64,
+    # The published faces: the first of the statistics sample (not the demo's own seed).
+    gd.precompute_fs3(G, clip, stats, own / "fs3.npy", images=fs3_images, batch=64,
                       progress=fs3_progress, cancelled=cancelled)
     written["fs3"] = own / "fs3.npy"
     step(5, "the manifest")
