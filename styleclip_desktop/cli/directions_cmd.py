@@ -7,6 +7,7 @@ from pathlib import Path
 
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import UsageError
+from styleclip_desktop.methods.fs3_input import DEFAULT_PRECOMPUTE_INPUT, PRECOMPUTE_INPUTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,7 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pc.add_argument("--out", type=Path, required=True, help="where to write fs3.npy (resumes from OUT.partial.npz)")
     pc.add_argument("--images", type=int, default=100, help="faces to average over (default 100)")
     pc.add_argument("--batch", type=int, default=16, help="channels rendered per batch (default 16)")
-    pc.add_argument("--seed", type=int, default=0, help="seed of the sampled faces (default 0)")
+    pc.add_argument("--seed", type=int, default=None,
+                    help="seed of the sampled faces (default: the statistics' seed, so the faces are the first "
+                         "of the statistics sample, as published)")
+    pc.add_argument("--clip-input", choices=PRECOMPUTE_INPUTS, default=DEFAULT_PRECOMPUTE_INPUT,
+                    help="how CLIP sees each render: 'published' (default) as the published precompute, an 8-bit "
+                         "picture through CLIP's own transform, so published beta values carry over; 'exact' the "
+                         "float render, unclamped, torch-resized. Not the optimization's --clip-input")
     pc.set_defaults(func=run_precompute)
 
 
@@ -52,6 +59,8 @@ def run_precompute(args: argparse.Namespace) -> int:
     stats = common.ensure_stats(G, args)
     clip = common.load_clip(args, device)
     fs3 = gd.precompute_fs3(G, clip, stats, args.out, images=args.images, seed=args.seed, batch=args.batch,
-                            progress=common.progress_bar("fs3 relevance", unit="ch"))
-    print(f"fs3 {fs3.shape[0]}x{fs3.shape[1]} over {args.images} faces -> {args.out}")
+                            progress=common.progress_bar("fs3 relevance", unit="ch"), clip_input=args.clip_input)
+    seed = stats.seed if args.seed is None else args.seed
+    print(f"fs3 {fs3.shape[0]}x{fs3.shape[1]} over {args.images} faces (seed {seed}, "
+          f"{args.clip_input} CLIP input) -> {args.out}")
     return 0

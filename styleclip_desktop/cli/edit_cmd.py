@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import Cancelled, UsageError, UserError
+from styleclip_desktop.methods import optimization_settings as settings
 
 if TYPE_CHECKING:
     import torch
@@ -52,16 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--beta", type=float, default=0.15, help="global: disentanglement threshold 0.08-0.30 (default 0.15)")
     p.add_argument("--mapper", metavar="ID|PATH", help="mapper: a catalog id such as 'afro' or a mapper file")
     add_level_switches(p)
-    p.add_argument("--steps", type=int, default=100, help="optimize: steps (default 100)")
-    p.add_argument("--lambda-l2", type=float, default=0.008, help="optimize: latent L2 weight (default 0.008)")
-    p.add_argument("--lambda-id", type=float, default=0.005,
-                   help="optimize: identity weight (default 0.005; 0 lets the identity change; needs ArcFace)")
+    add_optimization_options(p, (settings.MODE_EDIT, settings.MODE_EDIT_IDENTITY), "optimize: ")
     p.add_argument("--arcface", type=Path, metavar="PATH", help="ArcFace IR-SE50 weights (model_ir_se50.pth)")
     photo = p.add_argument_group("photos")
     photo.add_argument("--face", type=int, default=0, help="which face in the photo, 0 = largest")
     photo.add_argument("--landmarks", metavar="X1,Y1,...,X4,Y4", help="eyes and mouth corners by hand")
     photo.add_argument("--invert", choices=("e4e", "project", "pti"), default="e4e",
                        help="how to invert the photo (default e4e)")
+    from styleclip_desktop.cli.invert_cmd import add_pti_options
+
+    add_pti_options(photo)
     photo.add_argument("--e4e", type=Path, metavar="PATH", help="e4e encoder file")
     photo.add_argument("--detector", type=Path, metavar="PATH", help="YuNet face detector file")
     photo.add_argument("--no-paste-back", action="store_true", help="write the aligned face, not the whole photo")
@@ -71,7 +72,43 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def add_optimization_options(p: argparse.ArgumentParser, modes: tuple[str, ...], prefix: str = "") -> None:
+    """--mode, --steps, --lambda-l2, --lambda-id, --clip-input and --result, with the published
+    defaults of each mode in the help."""
+    table = "; ".join(f"{m}: {settings.preset(m).summary()}" for m in modes)
+    if len(modes) > 1:
+        p.add_argument("--mode", choices=modes, default=modes[0],
+                       help=f"{prefix}published defaults to start from (default {modes[0]}; {table})")
+    else:
+        p.set_defaults(mode=modes[0])
+    def per_mode(name: str) -> str:
+        return ", ".join(f"{getattr(settings.preset(m), name):g}" + (f" for {m}" if len(modes) > 1 else "")
+                         for m in modes)
+
+    p.add_argument("--steps", type=int, default=None, help=f"{prefix}steps (default {per_mode('steps')})")
+    if settings.MODE_TEXT_TO_FACE not in modes:
+        p.add_argument("--lambda-l2", type=float, default=None,
+                       help=f"{prefix}latent L2 weight (default {per_mode('lambda_l2')})")
+        p.add_argument("--lambda-id", type=float, default=None,
+                       help=f"{prefix}identity weight (default {per_mode('lambda_id')}; above 0 needs ArcFace)")
+    p.add_argument("--clip-input", choices=settings.CLIP_INPUTS, default=settings.DEFAULT_CLIP_INPUT,
+                   help=f"{prefix}how CLIP sees the image: published (default; the paper's λ and steps were "
+                   "tuned with it) or exact (CLIP's own resize and normalisation)")
+    p.add_argument("--result", choices=settings.RESULTS, default=settings.DEFAULT_RESULT,
+                   help=f"{prefix}last (default): the final step, as published; best: the step with the "
+                   "lowest CLIP loss")
+
+
+def resolve_optimization_options(args: argparse.Namespace) -> None:
+    """Fill the settings left unset with the chosen mode's published defaults."""
+    p = settings.preset(args.mode)
+    for name in ("steps", "lambda_l2", "lambda_id"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, getattr(p, name))
+
+
 def run(args: argparse.Namespace) -> int:
+    resolve_optimization_options(args)
     if args.method in ("global", "optimize") and not args.target:
         raise UsageError(f"--target is required for --method {args.method}")
     if args.method == "mapper" and not args.mapper:
@@ -161,7 +198,8 @@ def _layer(args: argparse.Namespace, engine: Engine, doc: Document, device: torc
                 f"mapper {args.mapper}" + (f" without {', '.join(off)}" if off else ""))
     delta, message = _optimize(args, engine, doc, device)
     return (OptimizationParams(prompt=args.target, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id,
-                               steps=args.steps, seed=0, delta=delta), message)
+                               steps=args.steps, seed=0, delta=delta, clip_input=args.clip_input,
+                               result=args.result), message)
 
 
 def _optimize(args: argparse.Namespace, engine: Engine, doc: Document, device: torch.device) -> tuple[Any, str]:
@@ -172,16 +210,22 @@ def _optimize(args: argparse.Namespace, engine: Engine, doc: Document, device: t
     G = engine.renderer.generator_for(doc)
     ws = engine.renderer.wplus(doc)
     clip = engine.models.clip or common.load_clip(args, device)
+    if args.arcface and args.lambda_id <= 0:
+        common.note(f"notice: --arcface is not used: the identity weight is 0 in mode {args.mode}; "
+                    "use --mode edit-identity or --lambda-id to keep the identity")
     arcface = load_arcface_for(args, device, args.lambda_id)
-    cfg = opt.OptimizationConfig(steps=args.steps, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id)
+    cfg = opt.config_for(args.mode, steps=args.steps, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id,
+                         clip_input=args.clip_input, result=args.result)
     with ctrl_c_cancels() as stop:
         result = opt.optimize_latent(G, clip, args.target, ws, cfg, arcface=arcface, cancel=stop,
                                      progress=common.progress_bar("optimizing", "step"))
     if result.cancelled:
         raise Cancelled()
+    if result.notice:
+        common.note(f"notice: {result.notice}")
     first = result.history[0].total
-    return result.delta, (f"optimized {result.steps_done} steps: loss {first:.4f} -> {result.best_loss:.4f} "
-                          f"(best at step {result.best_step})")
+    return result.delta, (f"optimized {result.steps_done} steps: loss {first:.4f} -> {result.loss:.4f} "
+                          f"({result.result} iterate: step {result.step})")
 
 
 def _write_image(args: argparse.Namespace, engine: Engine, doc: Document) -> None:

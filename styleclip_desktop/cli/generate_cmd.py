@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation ψ, 0..1 (default 0.7)")
     p.add_argument("--prompt", help='generate a face from this text, e.g. "an old man with a beard"')
-    p.add_argument("--steps", type=int, default=100, help="with --prompt: optimization steps (default 100)")
+    from styleclip_desktop.cli.edit_cmd import add_optimization_options
+    from styleclip_desktop.methods.optimization_settings import MODE_TEXT_TO_FACE
+
+    add_optimization_options(p, (MODE_TEXT_TO_FACE,), "with --prompt: ")
     p.add_argument("--start", choices=("sample", "mean"), default="sample",
                    help="with --prompt: start from the seed's face (default) or from the average face")
     p.add_argument("-o", "--output", type=Path, required=True, help="output image (.png, .jpg, .webp)")
@@ -32,10 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from styleclip_desktop.cli.edit_cmd import resolve_optimization_options
     from styleclip_desktop.document import Document
+    from styleclip_desktop.errors import UsageError
     from styleclip_desktop.export.metadata import build_metadata
     from styleclip_desktop.export.stills import write_still
 
+    resolve_optimization_options(args)
+    if args.steps < 1:
+        raise UsageError("--steps must be positive")
     common.check_writable(args.output)  # fail before any heavy work
     if args.save_latent:
         common.check_writable(args.save_latent)
@@ -76,10 +84,13 @@ def _from_text(args: argparse.Namespace, G: Generator, device: torch.device) -> 
     clip = common.load_clip(args, device)
     with ctrl_c_cancels() as stop:
         result = generate_from_text(G, clip, args.prompt, seed=args.seed, steps=args.steps, start=args.start,
-                                    psi=args.psi, progress=common.progress_bar("generating", "step"), cancel=stop)
+                                    psi=args.psi, clip_input=args.clip_input, result=args.result,
+                                    progress=common.progress_bar("generating", "step"), cancel=stop)
     if result.cancelled:
         raise Cancelled()
+    if result.notice:
+        common.note(f"notice: {result.notice}")
     ws = torch.from_numpy(result.latent())[None].to(device)
     first = result.history[0].clip
-    best = next(h.clip for h in result.history if h.step == result.best_step)
-    return ws, f"{args.prompt!r} from seed {args.seed} ({args.start}): CLIP loss {first:.4f} -> {best:.4f}"
+    return ws, (f"{args.prompt!r} from seed {args.seed} ({args.start}): CLIP loss {first:.4f} -> {result.clip:.4f} "
+                f"({result.result} iterate: step {result.step})")

@@ -22,11 +22,37 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--face", type=int, default=0, help="which face, 0 = largest (default 0)")
     p.add_argument("--landmarks", metavar="X1,Y1,...,X4,Y4",
                    help="eye centres and mouth corners by hand, when no face is found")
-    p.add_argument("--steps", type=int, default=100, help="refinement steps for project/pti (default 100)")
+    p.add_argument("--steps", type=int, default=None, dest="refine_steps",
+                   help="refinement steps (default: project 100; pti 350 as published, stopping early once "
+                   "LPIPS reaches 0.06; pti --pti-loss mse-identity 100)")
+    add_pti_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the refinement (default 0)")
     p.add_argument("--e4e", type=Path, metavar="PATH", help="e4e encoder file (default: from the models dir)")
     p.add_argument("--detector", type=Path, metavar="PATH", help="YuNet face detector (default: from the models dir)")
     p.set_defaults(func=run)
+
+
+def add_pti_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--pti-loss", choices=("published", "mse-identity"), default="published",
+                   help="pti: published = LPIPS + L2 at full resolution, Adam 3e-4, as in the PTI paper "
+                   "(needs the lpips-alexnet model); mse-identity = pixel MSE at 256 px, quicker (default published)")
+    p.add_argument("--pti-locality", action="store_true",
+                   help="pti: add the published locality regulariser (off by default, as published)")
+    p.add_argument("--lpips", type=Path, metavar="PATH",
+                   help="AlexNet backbone for LPIPS (default: lpips-alexnet from the models dir)")
+
+
+def pti_inputs(args: argparse.Namespace, method: str, device: object) -> dict[str, Any]:
+    """The import_photo keywords for PTI: procedure, its settings, the LPIPS network."""
+    procedure = getattr(args, "pti_loss", "published")
+    if method != "pti" or procedure != "published":
+        return {"pti_procedure": procedure}
+    from styleclip_desktop.methods.pti import PTIConfig
+    from styleclip_desktop.nets.lpips_net import find_lpips, load_lpips
+
+    path = find_lpips(common.models_dir(args), getattr(args, "lpips", None))
+    return {"pti_procedure": procedure, "pti_config": PTIConfig(locality=bool(getattr(args, "pti_locality", False))),
+            "lpips_model": load_lpips(path, device=device)}  # type: ignore[arg-type]
 
 
 def locate_model(args: argparse.Namespace, explicit: Path | None, model_id: str) -> Path | None:
@@ -56,9 +82,10 @@ def load_photo_document(args: argparse.Namespace, photo: Path, G: object, device
                              "e4e-ffhq` or pass --e4e PATH")
     with common.progress.stage("loading the e4e encoder"):
         encoder = load_e4e(e4e_path, device=device)  # type: ignore[arg-type]
+    extra = pti_inputs(args, method, device)
     return import_photo(faces, G, encoder, face=args.face, method=method,
-                        steps=getattr(args, "steps", 100), seed=getattr(args, "seed", 0),
-                        progress=_InversionProgress())
+                        steps=getattr(args, "refine_steps", None), seed=getattr(args, "seed", 0),
+                        progress=_InversionProgress(), **extra)
 
 
 class _InversionProgress:
@@ -88,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     suffix = args.output.suffix.lower()
     if suffix not in (".npy", ".scproj"):
         raise UsageError("-o must end in .npy (the latent) or .scproj (a project)")
-    if args.steps < 1 or args.face < 0:
+    if (args.refine_steps is not None and args.refine_steps < 1) or args.face < 0:
         raise UsageError("--steps must be positive and --face at least 0")
     common.check_writable(args.output)
     device = common.pick_device(args)

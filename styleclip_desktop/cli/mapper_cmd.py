@@ -1,5 +1,6 @@
-"""`styleclip-desktop mapper train`: train a latent mapper for a prompt; plus the model lookups
-that the mapper and optimization edits share (mapper ids, the ArcFace file)."""
+"""`styleclip-desktop mapper train|export`: train a latent mapper for a prompt, write one in the
+layout the official StyleCLIP code reads; plus the model lookups that the mapper and
+optimization edits share (mapper ids, the ArcFace file)."""
 
 from __future__ import annotations
 
@@ -31,21 +32,37 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         description="Train a levels mapper on sampled faces or on your own inverted latents. "
                         "Ctrl+C stops after the current step and keeps the checkpoint; --resume continues it.")
     t.add_argument("--prompt", required=True, help='what the mapper should do, e.g. "a face with purple hair"')
-    t.add_argument("--out", type=Path, required=True, help="the mapper checkpoint to write (.pt)")
+    t.add_argument("--out", type=Path, required=True,
+                   help="the mapper file to write (.pt); its resume state goes beside it, in NAME.train-state.pt")
     t.add_argument("--steps", type=int, default=50_000, help="training steps (default 50000, as published)")
-    t.add_argument("--latents", type=Path, metavar="FILE",
-                   help="inverted W+ latents (.npy, shape (N,L,512)); default: sampled faces")
+    t.add_argument("--latents", type=Path, metavar="FILE", nargs="+",
+                   help="inverted W+ latents to train on (.npy of shape (N,L,512), or one (L,512) face per file, "
+                   "as `invert` saves them); default: style-mixed samples of the generator")
     t.add_argument("--samples", type=int, default=5000, help="how many faces to sample without --latents (default 5000)")
     t.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
-    t.add_argument("--lr", type=float, default=0.5, help="Adam learning rate (default 0.5, the published one)")
+    t.add_argument("--optimizer", choices=("ranger", "adam"), default="ranger",
+                   help="ranger (RAdam + Lookahead + gradient centralisation, the published default) or adam")
+    t.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5, the published one)")
+    t.add_argument("--clip-input", choices=("published", "exact"), default="published",
+                   help="how CLIP sees the image: published (the published loss's box filter to 224 px, no "
+                   "normalisation; the default, which the published settings were tuned with) or exact "
+                   "(CLIP's own preprocessing)")
     t.add_argument("--lambda-l2", type=float, default=0.8, help="weight of the latent L2 term (default 0.8)")
     t.add_argument("--lambda-id", type=float, default=0.1, help="weight of the identity term (default 0.1; needs ArcFace)")
     t.add_argument("--arcface", type=Path, metavar="PATH", help="ArcFace IR-SE50 weights (model_ir_se50.pth)")
     t.add_argument("--checkpoint-every", type=int, default=500, help="save every N steps (default 500)")
-    t.add_argument("--seed", type=int, default=0, help="seed for the mapper's start and the batch order (default 0)")
-    t.add_argument("--resume", action="store_true", help="continue training the checkpoint at --out")
+    t.add_argument("--seed", type=int, default=0, help="seed for the mapper's start, the samples and the batch order (default 0)")
+    t.add_argument("--resume", action="store_true", help="continue training the mapper at --out from its state file")
     add_level_switches(t)
     t.set_defaults(func=run_train)
+    e = msub.add_parser("export", help="write a mapper file the official StyleCLIP code can read",
+                        description="Write MAPPER in the official StyleCLIP layout: the mapper, the generator it "
+                        "edits (--generator, or the one in the models folder) as the rosinality-format decoder, and "
+                        "the options the official loader reads. The official code refuses files without the "
+                        "decoder, such as the ones `mapper train` writes.")
+    e.add_argument("mapper", metavar="MAPPER", help="a mapper file (.pt) or catalog id")
+    e.add_argument("--official", type=Path, metavar="OUT.pt", required=True, help="the file to write")
+    e.set_defaults(func=run_export)
 
 
 def add_level_switches(p: argparse.ArgumentParser) -> None:
@@ -131,12 +148,14 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError("every sub-mapper is switched off: there is nothing to train")
     cfg = mm.MapperTrainConfig(prompt=args.prompt, steps=args.steps, batch=args.batch, lr=args.lr,
                                lambda_l2=args.lambda_l2, lambda_id=args.lambda_id, levels=levels,
-                               seed=args.seed, checkpoint_every=args.checkpoint_every)
+                               seed=args.seed, checkpoint_every=args.checkpoint_every,
+                               optimizer=args.optimizer, clip_input=args.clip_input)
     device = common.pick_device(args)
     G = common.load_generator(args, device)
-    if args.latents is not None:
-        latents = mm.load_latent_set(args.latents, G.num_ws, G.config.w_dim)
+    if args.latents:
+        latents = mm.load_latent_sets(args.latents, G.num_ws, G.config.w_dim)
     else:
+        common.note(mm.STAND_IN_NOTE)
         latents = mm.sample_latents(G, args.samples, seed=args.seed)
     clip = common.load_clip(args, device)
     arcface = load_arcface_for(args, device, args.lambda_id)
@@ -152,4 +171,25 @@ def run_train(args: argparse.Namespace) -> int:
     losses = result.losses
     summary = f"loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "nothing left to train"
     print(f"trained {result.step} steps for {args.prompt!r} ({summary}) -> {out}")
+    common.note(f"resume state: {mm.state_path(out)}; for the official StyleCLIP code: "
+                f"styleclip-desktop mapper export {out} --official OUT.pt")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from styleclip_desktop.weights.rosinality_export import export_official_mapper
+
+    out = Path(args.official)
+    common.check_writable(out)
+    source = resolve_mapper(args, args.mapper)
+    if out.resolve() == source.resolve():
+        raise UserError("--official must name a new file, not the mapper being exported")
+    G = common.load_generator(args, torch.device("cpu"))
+    result = export_official_mapper(source, G, out)
+    for problem in result.problems:
+        common.note(f"warning: the official code may not load this generator: {problem}")
+    print(f"exported {source.name} ({result.description or 'no prompt recorded'}; "
+          f"{', '.join(result.levels)}) with its {G.config.resolution} px generator -> {out}")
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 
 from styleclip_desktop.document import validators as v
 from styleclip_desktop.document.events import values_equal
+from styleclip_desktop.methods import optimization_settings
 
 W_SPACE = "w"
 S_SPACE = "s"
@@ -297,13 +298,29 @@ class MapperParams(LayerParams):
 
 
 # Changing any of these makes a computed delta describe a different edit.
-_OPTIMIZATION_INPUTS = ("prompt", "lambda_l2", "lambda_id", "steps", "seed")
+_OPTIMIZATION_INPUTS = ("prompt", "lambda_l2", "lambda_id", "steps", "seed", "clip_input", "result")
+
+
+def _choice(options: tuple[str, ...], what: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{what} must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+
+    return check
 
 
 @register_layer_kind
 @dataclass(frozen=True, eq=False)
 class OptimizationParams(LayerParams):
-    """Latent optimization towards a prompt; `delta` is the W+ offset once computed."""
+    """Latent optimization towards a prompt; `delta` is the W+ offset once computed.
+
+    The defaults are the published free edit's (`methods.optimization_settings`). A project
+    saved before `clip_input` and `result` existed loads with the settings its delta was
+    computed with (CLIP's own preprocessing, the lowest-total-loss step), so the layer's
+    settings keep describing its stored result and a re-run reproduces it; new layers get
+    the published ones.
+    """
 
     kind: ClassVar[str] = "optimization"
     space: ClassVar[str] = W_SPACE
@@ -314,16 +331,26 @@ class OptimizationParams(LayerParams):
         "lambda_id": v.non_negative_float,
         "steps": _steps,
         "seed": _seed,
+        "clip_input": _choice(optimization_settings.CLIP_INPUTS, "clip_input"),
+        "result": _choice(optimization_settings.RESULTS, "result"),
         "delta": v.optional_latent_array,
     }
     _array_fields: ClassVar[tuple[str, ...]] = ("delta",)
 
     prompt: str
-    lambda_l2: float = 0.008
-    lambda_id: float = 0.005
-    steps: int = 100
+    lambda_l2: float = optimization_settings.EDIT.lambda_l2
+    lambda_id: float = optimization_settings.EDIT.lambda_id
+    steps: int = optimization_settings.EDIT.steps
     seed: int = 0
     delta: np.ndarray | None = None
+    clip_input: str = optimization_settings.DEFAULT_CLIP_INPUT
+    result: str = optimization_settings.DEFAULT_RESULT
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -> Self:
+        legacy = {"clip_input": optimization_settings.LEGACY_CLIP_INPUT,
+                  "result": optimization_settings.LEGACY_RESULT}
+        return super().from_json({**legacy, **data}, arrays)
 
     def default_name(self) -> str:
         return self.prompt

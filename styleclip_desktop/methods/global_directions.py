@@ -21,12 +21,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from styleclip_desktop.errors import Cancelled, ModelFileError, UserError
+from styleclip_desktop.methods.fs3_input import (
+    DEFAULT_PRECOMPUTE_INPUT,
+    ImageEncoder,
+    check_precompute_input,
+    encode_renders,
+)
 from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, unpack_styles
 
 log = logging.getLogger(__name__)
@@ -37,18 +42,14 @@ CancelCheck = Callable[[], bool]
 STATS_SEED = 5
 STATS_SAMPLES = 100_000
 STATS_PSI = 0.7
+# The published statistics are numpy's std with its default ddof=0 (the population std).
+STATS_DDOF = 0
 
 
 class BetaTooHighError(UserError):
     def __init__(self, largest: float) -> None:
         self.largest = largest
         super().__init__(f"β too high: no channel passes; the largest usable β here is {largest:.4f}")
-
-
-class ImageEncoder(Protocol):
-    embed_dim: int
-
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
 # --- layout ---------------------------------------------------------------------------
@@ -65,6 +66,11 @@ def conv_channel_index(G: Generator) -> np.ndarray:
     return np.concatenate(idx)
 
 
+def conv_layer_widths(G: Generator) -> list[int]:
+    """Channels of each conv layer (toRGB left out), in generator order: fs3's row blocks."""
+    return [slot.dim for slot in G.slots if not slot.is_torgb]
+
+
 def s_size(G: Generator) -> int:
     return sum(G.style_dims)
 
@@ -75,20 +81,29 @@ def s_size(G: Generator) -> int:
 @dataclass
 class StyleStats:
     mean: np.ndarray  # (S,) float64
-    std: np.ndarray  # (S,) float64
+    std: np.ndarray  # (S,) float64, ddof STATS_DDOF
     samples: int
+    seed: int = STATS_SEED  # of the sampled z's: the fs3 precompute's faces are the first of them
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mean=self.mean, std=self.std, samples=np.int64(self.samples))
+        np.savez(tmp, mean=self.mean, std=self.std, samples=np.int64(self.samples), seed=np.int64(self.seed),
+                 ddof=np.int64(STATS_DDOF))
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path, G: Generator | None = None) -> StyleStats:
         try:
             with np.load(path, allow_pickle=False) as z:
-                stats = cls(z["mean"].astype(np.float64), z["std"].astype(np.float64), int(z["samples"]))
+                stats = cls(z["mean"].astype(np.float64), z["std"].astype(np.float64), int(z["samples"]),
+                            int(z["seed"]) if "seed" in z.files else STATS_SEED)
+                # Files written before the published ddof hold the sample std (ddof 1):
+                # rescaling gives exactly the population std of the same samples.
+                ddof = int(z["ddof"]) if "ddof" in z.files else 1
+                if ddof != STATS_DDOF:
+                    n = max(stats.samples, 2)
+                    stats.std = stats.std * np.sqrt((n - ddof) / (n - STATS_DDOF))
         except (OSError, KeyError, ValueError) as exc:
             raise ModelFileError(f"style statistics file {path} is unreadable ({exc}); delete it to recompute") from exc
         if G is not None and stats.mean.shape != (s_size(G),):
@@ -101,9 +116,11 @@ class StyleStats:
 def compute_style_stats(G: Generator, samples: int = STATS_SAMPLES, seed: int = STATS_SEED, psi: float = STATS_PSI,
                         batch: int = 2000, progress: Progress | None = None,
                         cancelled: CancelCheck | None = None) -> StyleStats:
-    """Mean and std of every S channel over `samples` seeded z's, truncated by psi.
+    """Mean and std (ddof 0, as published) of every S channel over `samples` seeded z's, truncated by psi.
 
     Accumulates in float64 (sums of x and x^2), so the result does not depend on batching.
+    The z's are drawn in order from one seeded stream, so the first n of them are
+    `G.sample_w(n, seed, psi)`: the faces the fs3 precompute starts from.
     """
     device = G.const.device
     rng = np.random.RandomState(seed)
@@ -124,22 +141,37 @@ def compute_style_stats(G: Generator, samples: int = STATS_SAMPLES, seed: int = 
             progress(done, samples)
     mean = acc / samples
     var = np.maximum(acc2 / samples - mean**2, 0.0)
-    return StyleStats(mean, np.sqrt(var * samples / max(samples - 1, 1)), samples)
+    return StyleStats(mean, np.sqrt(var), samples, seed)
 
 
 # --- fs3 ------------------------------------------------------------------------------
 
 
 def check_fs3(fs3: np.ndarray, G: Generator, source: str = "fs3") -> np.ndarray:
-    rows = len(conv_channel_index(G))
-    if fs3.ndim != 2 or fs3.shape[0] != rows:
+    """fs3 with one row per conv channel; a matrix of the first conv layers only is zero-filled.
+
+    The published precompute covers the conv layers up to 128 px (5,376 of the 6,048 rows at
+    1024 px) and the published editor gives the layers it does not cover no relevance, so
+    their channels never move; zero rows do the same here. A row count that ends inside a
+    layer, or exceeds the generator, belongs to another generator and is refused.
+    """
+    widths = conv_layer_widths(G)
+    rows = sum(widths)
+    prefixes = np.cumsum(widths)
+    if fs3.ndim != 2 or fs3.shape[0] not in prefixes:
         raise ModelFileError(
-            f"{source} has shape {tuple(fs3.shape)}, but this generator has {rows} conv channels: "
+            f"{source} has shape {tuple(fs3.shape)}, but this generator has {rows} conv channels in "
+            f"{len(widths)} layers and no run of its first layers has {fs3.shape[0] if fs3.ndim else 0}: "
             f"it was computed for a different generator. Use the matching file or run `directions precompute`."
         )
     if not np.isfinite(fs3).all():
         raise ModelFileError(f"{source} contains NaN or infinite values")
-    return fs3.astype(np.float32, copy=False)
+    fs3 = fs3.astype(np.float32, copy=False)
+    if fs3.shape[0] < rows:
+        covered = int(np.searchsorted(prefixes, fs3.shape[0])) + 1
+        log.info("%s covers the first %d of %d conv layers; the others get no relevance", source, covered, len(widths))
+        fs3 = np.concatenate([fs3, np.zeros((rows - fs3.shape[0], fs3.shape[1]), np.float32)])
+    return fs3
 
 
 def load_fs3(path: str | os.PathLike[str], G: Generator) -> np.ndarray:
@@ -159,15 +191,30 @@ def _partial_path(out: Path) -> Path:
 
 @torch.no_grad()
 def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Path, images: int = 100,
-                   seed: int = 0, psi: float = STATS_PSI, batch: int = 16, sigmas: float = 5.0,
+                   seed: int | None = None, psi: float = STATS_PSI, batch: int = 16, sigmas: float = 5.0,
                    progress: Progress | None = None, cancelled: CancelCheck | None = None,
-                   out_res: int | None = None) -> np.ndarray:
+                   out_res: int | None = None, clip_input: str = DEFAULT_PRECOMPUTE_INPUT) -> np.ndarray:
     """Relevance of every conv channel to CLIP space, averaged over `images` sampled faces.
 
     For each image and channel c: render with s_c at mean - 5 sigma and at mean + 5 sigma,
-    encode both with CLIP, keep the normalized difference of the normalized embeddings.
+    encode both with CLIP (through `clip_input`, see `fs3_input`), keep the normalized
+    difference of the normalized embeddings.
+
+    The faces are, as published, the first `images` of the sample the statistics come from
+    (`seed=None`: the statistics' seed); another seed draws other faces.
+
+    Every channel is moved from the unedited face: all other channels keep their own values.
+    The published script instead leaves each channel it has visited at the mean for the rest
+    of its run (it copies its list of per-layer arrays shallowly, so writing a channel's mean
+    into the copy writes it into the faces themselves); the paper describes each channel's
+    effect on the faces, and that script measures later channels on faces with ever more
+    channels flattened to the mean, so the result would depend on the order of the channels.
+
     Progress is saved after every image to `<out>.partial.npz`; a new run resumes there.
     """
+    check_precompute_input(clip_input)
+    if seed is None:
+        seed = stats.seed
     device = G.const.device
     conv_idx = conv_channel_index(G)
     n_ch = len(conv_idx)
@@ -177,7 +224,9 @@ def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Pat
     if partial.is_file():
         try:
             with np.load(partial, allow_pickle=False) as z:
-                if z["acc"].shape == acc.shape and int(z["seed"]) == seed and int(z["images"]) == images:
+                same_input = "clip_input" in z.files and str(z["clip_input"]) == clip_input
+                if z["acc"].shape == acc.shape and int(z["seed"]) == seed and int(z["images"]) == images \
+                        and same_input:
                     acc, first = z["acc"].astype(np.float64), int(z["done"])
                     log.info("resuming fs3 precompute at image %d of %d", first, images)
         except (OSError, KeyError, ValueError):
@@ -199,7 +248,7 @@ def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Pat
             cols = conv_pos[cs].repeat(2)
             flat[rows, cols] = torch.cat([lo[cs], hi[cs]])
             img = G.synthesize(unpack_styles(flat, G.style_dims), out_res=out_res)
-            e = clip.encode_image(img).double()
+            e = encode_renders(clip, img, clip_input).double()
             e = e / e.norm(dim=-1, keepdim=True)
             d = e[k:] - e[:k]
             d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -208,7 +257,8 @@ def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Pat
                 progress(i * n_ch + c0 + k, total)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = partial.with_name(partial.name + ".tmp.npz")
-        np.savez(tmp, acc=acc, done=np.int64(i + 1), seed=np.int64(seed), images=np.int64(images))
+        np.savez(tmp, acc=acc, done=np.int64(i + 1), seed=np.int64(seed), images=np.int64(images),
+                 clip_input=np.str_(clip_input))
         os.replace(tmp, partial)
     fs3 = acc / np.linalg.norm(acc, axis=1, keepdims=True).clip(1e-12)
     fs3 = fs3.astype(np.float32)

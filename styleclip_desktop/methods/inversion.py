@@ -5,12 +5,14 @@
 - `project`: optimise the W+ latent itself against the photo (pixel MSE, plus identity
   similarity when an ArcFace network is given). Closer likeness, slightly less editable.
 - `pti` (pivotal tuning): keep the latent fixed and nudge the generator's weights so that
-  this latent reproduces the photo. The result is a small weight delta that the render
-  path adds to the generator for this document only.
+  this latent reproduces the photo, by default as published (LPIPS + L2, `methods.pti`).
+  The result is a small weight delta that the render path adds to the generator for
+  this document only.
 
 Both refinements run step by step, report `progress(step, total, loss)`, look at `cancel`
-before every step and, when cancelled, return the best result reached so far with
-`cancelled=True`. They are deterministic for a given seed.
+before every step and, when cancelled, return the result reached so far (the best one;
+the last one for published PTI, which keeps the last iterate) with `cancelled=True`.
+They are deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -202,9 +204,12 @@ class ProjectionResult:
 class PTIResult:
     delta: dict[str, np.ndarray]  # parameter name -> float32 change, changed params only
     loss: float
-    steps_done: int
+    steps_done: int  # weight updates made
     cancelled: bool = False
     losses: list[float] = field(default_factory=list)
+    lpips: list[float] = field(default_factory=list)  # published procedure: LPIPS at every step
+    stopped_early: bool = False  # published procedure: LPIPS reached its threshold
+    procedure: str = "mse-identity"
 
 
 def _as_wplus(G: GeneratorLike, w: np.ndarray | Tensor, device: torch.device) -> Tensor:
@@ -295,22 +300,38 @@ def pti(
     G: GeneratorLike,
     target_image: np.ndarray | Tensor,
     w_pivot: np.ndarray | Tensor,
-    steps: int = 100,
-    lr: float = 3e-4,
+    steps: int | None = None,
+    lr: float | None = None,
     seed: int = 0,
     progress: Progress | None = None,
     cancel: CancelFlag | Callable[[], bool] | None = None,
     *,
+    procedure: str = "published",
+    lpips_model: nn.Module | None = None,
+    config: Any = None,
     id_model: ArcFace | None = None,
     id_weight: float = 0.1,
     device: str | torch.device | None = None,
 ) -> PTIResult:
-    """Fine-tune a copy of G around the pivot latent; return the weight change.
+    """Fine-tune a copy of G around the pivot latent; return the weight change (apply it
+    with `apply_weight_delta`; G itself is left untouched).
 
-    G itself is left untouched. Apply the result with `apply_weight_delta`."""
+    `procedure`: "published" (default, `methods.pti`: the paper's loss, schedule and early
+    stop; needs `lpips_model` from `nets.lpips_net.load_lpips`; `config` a `PTIConfig`) or
+    "mse-identity" (MSE at 256 px + optional ArcFace, best step kept, no extra model).
+    `steps`/`lr` override the defaults (published 350 / 3e-4, mse-identity 100 / 3e-4)."""
+    from styleclip_desktop.methods import pti as published
+
     dev = _device_of(G, device)
+    if procedure == published.OURS:
+        with _seeded(seed, dev):
+            return _pti_loop(G, target_image, w_pivot, steps or 100, lr or 3e-4, progress, cancel,
+                             id_model, id_weight, dev)
+    if procedure != published.PUBLISHED:
+        raise ValueError(f"unknown PTI procedure {procedure!r}; choose one of {published.PROCEDURES}")
     with _seeded(seed, dev):
-        return _pti_loop(G, target_image, w_pivot, steps, lr, progress, cancel, id_model, id_weight, dev)
+        return cast(PTIResult, published.run(G, target_image, w_pivot, steps, lr, seed, progress,
+                                             lambda: _cancelled(cancel), lpips_model, config, dev))
 
 
 def _pti_loop(

@@ -3,22 +3,24 @@
 Applying: delta = alpha * 0.1 * M(w) with any sub-mapper switched off, so a mapper layer is
 one more W+ offset in the stack (alpha 1 is the edit the mapper was trained for).
 
-Training follows the published recipe on a latent set (psi-0.7 samples of the generator,
-or the user's own inverted latents): loss = CLIP loss + 0.8 * mean((w_hat - w)^2) + 0.1 * ID
-loss (the ID term only with an ArcFace network), batch 2, lr 0.5. The published trainer
-defaults to Ranger and offers Adam behind the same `--learning_rate` flag (0.5); we use
-Adam: it ships with PyTorch, its state saves and reloads with `weights_only` loading, and
-the mapper's equalized-lr parameters are stored at 1/0.01 scale, which is why a step of
-0.5 is small for them.
+Training follows the published recipe: loss = CLIP loss + 0.8 * mean((w_hat - w)^2) + 0.1 *
+ID loss (the ID term only with an ArcFace network), batch 2, lr 0.5, Ranger (RAdam +
+Lookahead + gradient centralisation, `methods.ranger`), the published trainer's default;
+Adam, its other choice, is an option. The mapper's equalized-lr parameters are stored at
+1/0.01 scale, which is why a step of 0.5 is small for them. CLIP sees the image through the
+published loss's input by default (`methods.clip_input`).
+
+The training set is W+ codes whose rows differ, as the published mappers were trained on
+(e4e inversions of real faces): the user's inverted latents, or style-mixed samples of the
+generator standing in for them (`methods.mapper_data`).
 
 Batches are a pure function of (seed, step): a resumed run draws exactly the batches the
-uninterrupted run would have, so, with the optimizer state in the checkpoint, it ends
-with identical weights.
+uninterrupted run would have, so, with the optimizer state in the training-state file
+beside the mapper (`NAME.train-state.pt`), it ends with identical weights.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -26,12 +28,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from styleclip_desktop.errors import ModelFileError, UserError
+from styleclip_desktop.methods.clip_input import check_clip_input
+from styleclip_desktop.methods.mapper_data import (
+    MIX_SOURCES,
+    STAND_IN_NOTE,
+    batch_indices,
+    latent_batch,
+    latents_fingerprint,
+    load_latent_set,
+    load_latent_sets,
+    sample_latents,
+)
 from styleclip_desktop.methods.optimization import (
     CancelCheck,
     IdentityNet,
@@ -41,6 +53,8 @@ from styleclip_desktop.methods.optimization import (
     is_cancelled,
     prompt_features,
 )
+from styleclip_desktop.methods.optimization_settings import CLIP_INPUT_EXACT, DEFAULT_CLIP_INPUT
+from styleclip_desktop.methods.ranger import Ranger
 from styleclip_desktop.nets.clip import ClipModel
 from styleclip_desktop.nets.mapper import (
     LEVEL_NAMES,
@@ -59,7 +73,19 @@ DEFAULT_LAMBDA_ID = 0.1
 DEFAULT_BATCH = 2
 DEFAULT_STEPS = 50_000
 DEFAULT_SAMPLES = 5000  # the published size of a sampled training set
-TRAINING_KEY = "styleclip_desktop_training"  # our resume state, beside the official keys
+OPTIMIZER_RANGER = "ranger"
+OPTIMIZER_ADAM = "adam"
+OPTIMIZERS = (OPTIMIZER_RANGER, OPTIMIZER_ADAM)
+DEFAULT_OPTIMIZER = OPTIMIZER_RANGER  # the published trainer's default (its `--optim_name`)
+TRAINING_KEY = "styleclip_desktop_training"  # the resume state inside mapper files of earlier versions
+STATE_SUFFIX = ".train-state.pt"
+STATE_FORMAT = "styleclip-desktop mapper training state 1"
+# What a resume state written before these settings existed was trained with.
+LEGACY_SETTINGS = {"optimizer": OPTIMIZER_ADAM, "clip_input": CLIP_INPUT_EXACT}
+
+# The training-data helpers live in `mapper_data`; callers of this module get them here too.
+__all__ = ["MIX_SOURCES", "STAND_IN_NOTE", "batch_indices", "latent_batch", "latents_fingerprint",
+           "load_latent_set", "load_latent_sets", "sample_latents"]
 
 
 def enabled_levels(coarse: bool = True, medium: bool = True, fine: bool = True) -> dict[str, bool]:
@@ -89,66 +115,6 @@ def mapper_function(mapper: LevelsMapper) -> Callable[[Tensor, bool, bool, bool]
     return mapped
 
 
-# --- training data --------------------------------------------------------------------
-
-
-def sample_latents(G: Generator, n: int, seed: int = 0, psi: float = 0.7) -> Tensor:
-    """n truncated w vectors (n, w_dim), kept unbroadcast: W+ of 5000 faces would be 180 MB."""
-    if n < 1:
-        raise UserError("the training set needs at least one latent")
-    return G.sample_w(n, seed, psi, device="cpu").detach()
-
-
-def load_latent_set(path: str | os.PathLike[str], num_ws: int, w_dim: int) -> Tensor:
-    """Inverted latents for training: .npy (or a .pt tensor) of shape (N, L, w_dim), (L, w_dim) or (N, w_dim)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"latent file not found: {p}")
-    try:
-        if p.suffix.lower() == ".pt":
-            from styleclip_desktop.nets.checkpoint import torch_load
-
-            arr = torch_load(p, what="latent file")
-            arr = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
-        else:
-            from styleclip_desktop.weights.npy import read_npy
-
-            arr = read_npy(p, error=UserError)  # the header is checked against the file first
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(f"{p.name} is not a readable latent file ({type(exc).__name__})") from None
-    if arr.ndim == 2 and arr.shape == (num_ws, w_dim):
-        arr = arr[None]
-    ok_shape = (arr.ndim == 3 and arr.shape[1:] == (num_ws, w_dim)) or (arr.ndim == 2 and arr.shape[1] == w_dim)
-    if not ok_shape or arr.shape[0] < 1:
-        raise UserError(f"latents {p.name} have shape {tuple(arr.shape)}; this generator needs "
-                        f"(N, {num_ws}, {w_dim}) W+ latents or (N, {w_dim}) w vectors")
-    if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
-        raise UserError(f"latents {p.name} must hold finite floating-point numbers")
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-
-
-def latents_fingerprint(latents: Tensor) -> str:
-    return hashlib.sha256(latents.detach().cpu().float().numpy().tobytes()).hexdigest()[:16]
-
-
-def batch_indices(n: int, batch: int, step: int, seed: int) -> Tensor:
-    """The latent indices of `step`: shuffled epochs without replacement, as a data loader
-    with shuffle and drop_last would draw them, but reproducible from the step alone."""
-    per_epoch = n // batch
-    if per_epoch < 1:
-        raise UserError(f"the training set has {n} latents, fewer than one batch of {batch}")
-    epoch, pos = divmod(step, per_epoch)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=gen)
-    return perm[pos * batch:(pos + 1) * batch]
-
-
-def latent_batch(G: Generator, latents: Tensor, idx: Tensor) -> Tensor:
-    return G.broadcast_w(latents[idx].to(G.const.device))
-
-
 # --- training -------------------------------------------------------------------------
 
 
@@ -165,6 +131,8 @@ class MapperTrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     out_res: int | None = None  # render at a lower resolution (early exit) to save time
+    optimizer: str = DEFAULT_OPTIMIZER
+    clip_input: str = DEFAULT_CLIP_INPUT  # how CLIP sees the image: the published loss's by default
 
     def __post_init__(self) -> None:
         if not self.prompt.strip():
@@ -174,6 +142,9 @@ class MapperTrainConfig:
         if not self.levels or set(self.levels) - set(LEVEL_NAMES):
             raise UserError(f"levels must be a non-empty subset of {', '.join(LEVEL_NAMES)}")
         object.__setattr__(self, "levels", tuple(n for n in LEVEL_NAMES if n in self.levels))
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"the optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        check_clip_input(self.clip_input)
 
     def resume_key(self) -> dict[str, Any]:
         """What must match for a checkpoint to be continued (steps and the interval may change)."""
@@ -213,6 +184,19 @@ def new_mapper(levels: tuple[str, ...], seed: int, device: torch.device | str = 
     return mapper.to(device)
 
 
+def make_optimizer(mapper: LevelsMapper, cfg: MapperTrainConfig) -> torch.optim.Optimizer:
+    """The published trainer's choices: Ranger with its own defaults, or plain Adam, at cfg.lr."""
+    if cfg.optimizer == OPTIMIZER_ADAM:
+        return torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    return Ranger(mapper.parameters(), lr=cfg.lr)
+
+
+def state_path(out_path: str | os.PathLike[str]) -> Path:
+    """Where the resume state of the mapper file `out_path` lives: `NAME.train-state.pt` beside it."""
+    p = Path(out_path)
+    return p.with_name(p.stem + STATE_SUFFIX)
+
+
 def mapper_loss(G: Generator, clip: ClipModel, mapper: LevelsMapper, ws: Tensor, text: Tensor,
                 cfg: MapperTrainConfig, arcface: IdentityNet | None = None) -> tuple[Tensor, TrainStep]:
     """The training loss on one W+ batch: lambda_clip * CLIP + lambda_l2 * MSE + lambda_id * ID."""
@@ -221,7 +205,7 @@ def mapper_loss(G: Generator, clip: ClipModel, mapper: LevelsMapper, ws: Tensor,
         reference = arcface.identity_features(G(ws, out_res=cfg.out_res)) if use_id else None  # type: ignore[union-attr]
     w_hat = ws + MAPPER_SCALE * mapper(ws)
     x_hat = G(w_hat, out_res=cfg.out_res)
-    c = clip_loss(clip, x_hat, text).mean()
+    c = clip_loss(clip, x_hat, text, cfg.clip_input).mean()
     l2 = F.mse_loss(w_hat, ws)
     idl = identity_loss(arcface, x_hat, reference).mean() if use_id else torch.zeros((), device=x_hat.device)  # type: ignore[arg-type]
     total = cfg.lambda_clip * c + cfg.lambda_l2 * l2 + cfg.lambda_id * idl
@@ -230,30 +214,61 @@ def mapper_loss(G: Generator, clip: ClipModel, mapper: LevelsMapper, ws: Tensor,
 
 def _opts(G: Generator, cfg: MapperTrainConfig, n_latents: int, use_id: bool) -> dict[str, Any]:
     return official_opts(
-        cfg.prompt, cfg.levels, stylegan_size=G.config.resolution, optim_name="adam", learning_rate=cfg.lr,
+        cfg.prompt, cfg.levels, stylegan_size=G.config.resolution, optim_name=cfg.optimizer, learning_rate=cfg.lr,
         batch_size=cfg.batch, clip_lambda=cfg.lambda_clip, latent_l2_lambda=cfg.lambda_l2,
         id_lambda=cfg.lambda_id if use_id else 0.0, max_steps=cfg.steps, save_interval=cfg.checkpoint_every,
-        train_dataset_size=n_latents, trained_with="StyleCLIP Desktop",
+        train_dataset_size=n_latents, trained_with="StyleCLIP Desktop", clip_input=cfg.clip_input,
         generator_sha256=str(getattr(G, "source_sha256", "")))
+
+
+def _read_state(path: Path) -> Mapping[str, Any]:
+    """The resume state: the side file, or (mapper files of earlier versions) inside the mapper file."""
+    side = state_path(path)
+    if side.is_file():
+        from styleclip_desktop.nets.checkpoint import torch_load
+
+        state = torch_load(side, what="mapper training state", mmap=False)
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            raise ModelFileError(f"{side.name} is not a mapper training state written by this app")
+        return state
+    legacy = load_mapper(path).extra.get(TRAINING_KEY)
+    if not isinstance(legacy, Mapping):
+        raise UserError(f"{path.name} has no training state to resume ({side.name} is missing)")
+    return legacy
 
 
 def _resume(path: Path, mapper: LevelsMapper, opt: torch.optim.Optimizer, cfg: MapperTrainConfig,
             fingerprint: str) -> tuple[int, list[TrainStep]]:
-    ckpt = load_mapper(path)
-    state = ckpt.extra.get(TRAINING_KEY)
-    if not isinstance(state, Mapping):
-        raise UserError(f"{path.name} has no training state to resume (an official or finished export?)")
-    if state.get("config") != cfg.resume_key():
-        raise UserError(f"{path.name} was trained with other settings (prompt, batch, lr, lambdas, levels "
-                        "or seed); resume with the same ones or choose a new output file")
+    state = _read_state(path)
+    stored = state.get("config")
+    if isinstance(stored, Mapping):
+        stored = {**LEGACY_SETTINGS, **stored}
+    if stored != cfg.resume_key():
+        raise UserError(f"{path.name} was trained with other settings (prompt, batch, lr, lambdas, levels, "
+                        "seed, optimizer or CLIP input); resume with the same ones or choose a new output file")
     if state.get("latents") != fingerprint:
         raise UserError(f"{path.name} was trained on another latent set; resume with the same latents")
-    mapper.load_state_dict(ckpt.mapper.state_dict())
+    weights = state.get("mapper")
     try:
+        if isinstance(weights, Mapping):  # the side file keeps the weights its optimizer state belongs to
+            mapper.load_state_dict(weights)
+        else:
+            mapper.load_state_dict(load_mapper(path).mapper.state_dict())
         opt.load_state_dict(state["optimizer"])
-    except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"{path.name}: the optimizer state is damaged ({exc})") from None
+    except (KeyError, ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelFileError(f"{path.name}: the training state is damaged ({detail})") from None
     return int(state["step"]), _history_list(state.get("history"))
+
+
+def _save_state(path: Path, state: Mapping[str, Any]) -> None:
+    side = state_path(path)
+    tmp = side.with_name(f".{side.name}.partial")
+    try:
+        torch.save(dict(state), tmp)
+        os.replace(tmp, side)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # A tensor, not a list of dicts: 50,000 steps of history stay small and load fast.
@@ -275,7 +290,9 @@ def train_mapper(G: Generator, clip: ClipModel, latents: Tensor, config: MapperT
                  cancel: CancelCheck = None) -> MapperTrainResult:
     """Train (or, with `resume`, continue training) a levels mapper for `config.prompt`.
 
-    `latents` is (N, w_dim) or (N, L, w_dim). With `out_path`, a checkpoint is written every
+    `latents` is (N, L, w_dim) W+ codes with distinct rows, as `sample_latents` and
+    `load_latent_set` give them ((N, w_dim) w vectors are broadcast, all rows equal). With
+    `out_path`, the mapper file and its resume state (`state_path`) are written every
     `checkpoint_every` steps and when training ends or is cancelled; `cancel` is checked
     before every step, so a cancel stops within one step and the latest weights are saved.
     """
@@ -286,7 +303,7 @@ def train_mapper(G: Generator, clip: ClipModel, latents: Tensor, config: MapperT
     fingerprint = latents_fingerprint(latents)
     text = prompt_features(clip, cfg.prompt)
     mapper = new_mapper(cfg.levels, cfg.seed, device).train()
-    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    opt = make_optimizer(mapper, cfg)
     path = Path(out_path) if out_path is not None else None
     step = 0
     history: list[TrainStep] = []
@@ -299,9 +316,12 @@ def train_mapper(G: Generator, clip: ClipModel, latents: Tensor, config: MapperT
         nonlocal saved_at
         if path is None:
             return
-        training = {"step": step, "optimizer": opt.state_dict(), "config": cfg.resume_key(),
-                    "latents": fingerprint, "history": _history_tensor(history)}
-        save_mapper(path, mapper, opts, extra={TRAINING_KEY: training})
+        # The state first: a crash between the two writes leaves a state one checkpoint ahead
+        # of the mapper file, and a resume continues from the state, which holds its own weights.
+        _save_state(path, {"format": STATE_FORMAT, "step": step, "mapper": mapper.state_dict(),
+                           "optimizer": opt.state_dict(), "config": cfg.resume_key(),
+                           "latents": fingerprint, "history": _history_tensor(history)})
+        save_mapper(path, mapper, {**opts, "trained_steps": step})
         saved_at = step
 
     cancelled = False

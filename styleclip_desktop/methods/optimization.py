@@ -6,13 +6,16 @@ Minimizes, over a latent x (W+ by default, or the style vector S):
 
 with D_CLIP = 1 - cos(CLIP image embedding, CLIP text embedding) and R an ArcFace network.
 As published: Adam at lr 0.1, a linear warm-up over the first 5% of the steps and a cosine
-ramp-down over the last 25%, the L2 term summed (not averaged) over the latent, lambda_L2
-0.008 and lambda_ID 0.005 by default. Unlike the published script, CLIP sees the image
-through its own resize/crop/normalize (`ClipModel.encode_image`), so the loss is the
-similarity CLIP was trained to measure.
+ramp-down over the last 25%, the L2 term summed (not averaged) over the latent. The defaults
+of each use (free edit, edit keeping identity, text-to-face) are the published ones, listed
+in `optimization_settings`. By default CLIP sees the image as in the published loss (a box
+filter to 224 px, no normalisation; see `clip_input`), because the published weights and
+step counts were tuned with that input; CLIP's own preprocessing is an option.
 
-The result is a delta (x_best - x_start) plus its loss history: an optimization layer
-scales the delta by its alpha without optimizing again.
+The result is a delta (x_result - x_start) plus its loss history: an optimization layer
+scales the delta by its alpha without optimizing again. x_result is the last iterate, as
+published, or optionally the step with the lowest CLIP loss; a result that leaves the face
+unchanged says so (`unchanged`, `notice`).
 """
 
 from __future__ import annotations
@@ -21,21 +24,41 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from styleclip_desktop.errors import UserError
+from styleclip_desktop.methods import optimization_settings as settings
+from styleclip_desktop.methods.clip_input import check_clip_input, encode_for_loss
 from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, to_uint8, unpack_styles
 
 if TYPE_CHECKING:  # open_clip is slow to import; callers hand in a loaded model
     from styleclip_desktop.nets.clip import ClipModel
 
-DEFAULT_LR = 0.1
-DEFAULT_LAMBDA_L2 = 0.008
-DEFAULT_LAMBDA_ID = 0.005
+# The settings' names and the published defaults of each mode (`optimization_settings`),
+# here too so that callers need one import.
+CLIP_INPUT_EXACT = settings.CLIP_INPUT_EXACT
+CLIP_INPUT_PUBLISHED = settings.CLIP_INPUT_PUBLISHED
+CLIP_INPUTS = settings.CLIP_INPUTS
+DEFAULT_CLIP_INPUT = settings.DEFAULT_CLIP_INPUT
+RESULT_LAST = settings.RESULT_LAST
+RESULT_BEST = settings.RESULT_BEST
+RESULTS = settings.RESULTS
+DEFAULT_RESULT = settings.DEFAULT_RESULT
+MODES = settings.MODES
+PRESETS = settings.PRESETS
+EDIT = settings.EDIT
+EDIT_IDENTITY = settings.EDIT_IDENTITY
+TEXT_TO_FACE = settings.TEXT_TO_FACE
+OptimizationPreset = settings.OptimizationPreset
+preset = settings.preset
+# The free edit's, the default of a plain `OptimizationConfig()`.
+DEFAULT_LR = EDIT.lr
+DEFAULT_LAMBDA_L2 = EDIT.lambda_l2
+DEFAULT_LAMBDA_ID = EDIT.lambda_id
 RAMPUP = 0.05
 RAMPDOWN = 0.25
 W_SPACE = "w"
@@ -75,9 +98,14 @@ def prompt_features(clip: ClipModel, prompt: str) -> Tensor:
     return clip.encode_text([prompt])[0]
 
 
-def clip_loss(clip: ClipModel, images: Tensor, text_features: Tensor) -> Tensor:
-    """(B,) 1 - cosine similarity of each image (in [-1, 1]) with the unit text embedding."""
-    return 1.0 - clip.encode_image(images) @ text_features.to(clip.device)
+def clip_loss(clip: ClipModel, images: Tensor, text_features: Tensor,
+              clip_input: str = DEFAULT_CLIP_INPUT) -> Tensor:
+    """(B,) 1 - cosine similarity of each image (in [-1, 1]) with the unit text embedding.
+
+    `clip_input` is how CLIP sees the image (`clip_input.CLIP_INPUTS`); the published loss's
+    by default. (The published loss reads 1 - logits / 100, the same number: OpenAI's CLIP
+    scales its cosines by exactly 100.)"""
+    return 1.0 - encode_for_loss(clip, images, clip_input) @ text_features.to(clip.device)
 
 
 def identity_loss(net: IdentityNet, images: Tensor, reference: Tensor) -> Tensor:
@@ -88,11 +116,15 @@ def identity_loss(net: IdentityNet, images: Tensor, reference: Tensor) -> Tensor
 
 @dataclass(frozen=True)
 class OptimizationConfig:
-    steps: int = 100
+    """One run's settings; the defaults are the published free edit's (`config_for` for the others)."""
+
+    steps: int = EDIT.steps
     lr: float = DEFAULT_LR
     lambda_l2: float = DEFAULT_LAMBDA_L2
     lambda_id: float = DEFAULT_LAMBDA_ID
     space: str = W_SPACE  # W_SPACE: optimize W+; S_SPACE: optimize the conv style channels
+    clip_input: str = DEFAULT_CLIP_INPUT  # how CLIP sees the image: the published loss's by default
+    result: str = DEFAULT_RESULT  # RESULT_LAST (as published) or RESULT_BEST (lowest CLIP loss)
     rampup: float = RAMPUP
     rampdown: float = RAMPDOWN
     seed: int = 0
@@ -106,6 +138,16 @@ class OptimizationConfig:
             raise ValueError(f"space must be {W_SPACE!r} or {S_SPACE!r}, got {self.space!r}")
         if min(self.lambda_l2, self.lambda_id, self.lr) < 0:
             raise UserError("lr, lambda_l2 and lambda_id must not be negative")
+        check_clip_input(self.clip_input)
+        if self.result not in RESULTS:
+            raise ValueError(f"result must be one of {', '.join(RESULTS)}, got {self.result!r}")
+
+
+def config_for(mode: str, **overrides: Any) -> OptimizationConfig:
+    """The published settings of `mode` (`optimization_settings.MODES`), with some replaced."""
+    p = preset(mode)
+    base: dict[str, Any] = {"steps": p.steps, "lr": p.lr, "lambda_l2": p.lambda_l2, "lambda_id": p.lambda_id}
+    return OptimizationConfig(**{**base, **overrides})
 
 
 @dataclass(frozen=True)
@@ -129,16 +171,18 @@ class OptimizationFrame:
 
 @dataclass
 class OptimizationResult:
-    """The best latent found, as an offset from the start, and how the loss went."""
+    """The chosen latent (last iterate, or lowest CLIP loss) as an offset from the start, and
+    how the loss went. `history[i]` is the i-th iterate measured; `step` indexes it."""
 
     space: str
     start: np.ndarray  # W+ (L, 512), or flat S (sum of style dims,)
-    delta: np.ndarray  # best - start, same shape
-    best_step: int
-    best_loss: float
+    delta: np.ndarray  # result - start, same shape
+    step: int  # which iterate the delta is (0: the start itself)
+    loss: float  # its total loss
     steps_done: int
     cancelled: bool
     history: list[StepLoss] = field(default_factory=list)
+    result: str = DEFAULT_RESULT  # how the iterate was chosen
 
     def latent(self, alpha: float = 1.0) -> np.ndarray:
         return (self.start + np.float32(alpha) * self.delta).astype(np.float32)
@@ -146,6 +190,30 @@ class OptimizationResult:
     @property
     def losses(self) -> list[float]:
         return [h.total for h in self.history]
+
+    @property
+    def clip(self) -> float:
+        """The CLIP loss of the returned latent."""
+        return self.history[self.step].clip if self.history else math.nan
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the returned latent is the start: the edit would show nothing."""
+        return not bool(np.any(self.delta != 0))
+
+    @property
+    def notice(self) -> str:
+        """One sentence for people when the result is empty; "" when it is a real edit."""
+        if not self.unchanged:
+            return ""
+        if self.steps_done <= 1:
+            why = ("its only step ran at learning rate 0, where the published warm-up starts; use more steps"
+                   if self.steps_done == 1 else "no step ran")
+        elif self.result == RESULT_BEST and self.step == 0:
+            why = "no step lowered the CLIP loss below the start's, so the best latent is the start"
+        else:
+            why = "every step left the latent where it was"
+        return f"The optimization left the face unchanged: {why}."
 
 
 def is_cancelled(cancel: CancelCheck) -> bool:
@@ -173,11 +241,11 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
                     progress: Progress | None = None,
                     on_frame: Callable[[OptimizationFrame], None] | None = None,
                     cancel: CancelCheck = None) -> OptimizationResult:
-    """Optimize towards `prompt` from `w_start`; keeps the lowest-loss latent seen.
+    """Optimize towards `prompt` from `w_start`; returns the last iterate or the lowest-CLIP-loss one.
 
     `cancel` is checked before every step, so a cancel stops within one step; the result
-    then holds the best latent evaluated so far and `cancelled` is True. The identity term
-    is skipped when `arcface` is None or lambda_id is 0.
+    then holds the last (or best) iterate measured so far and `cancelled` is True. The
+    identity term is skipped when `arcface` is None or lambda_id is 0.
     """
     cfg = config or OptimizationConfig()
     text = prompt_features(clip, prompt)
@@ -201,7 +269,7 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
 
     def losses(delta: Tensor, lr: float, step: int) -> tuple[Tensor, StepLoss, Tensor]:
         img = render(delta)
-        c = clip_loss(clip, img, text).mean()
+        c = clip_loss(clip, img, text, cfg.clip_input).mean()
         l2 = (delta * mask).square().sum()
         idl = identity_loss(arcface, img, reference).mean() if use_id else torch.zeros((), device=img.device)  # type: ignore[arg-type]
         total = c + cfg.lambda_l2 * l2 + cfg.lambda_id * idl
@@ -211,9 +279,17 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
     delta = torch.zeros_like(x0, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=cfg.lr)
     history: list[StepLoss] = []
-    best = (math.inf, -1, delta.detach().clone())
+    chosen = (0, delta.detach().clone())  # (iterate, its delta): the last one measured, or the best
+    best_clip = math.inf
     cancelled = False
     steps_done = 0
+
+    def keep(rec: StepLoss) -> None:
+        nonlocal chosen, best_clip
+        if cfg.result == RESULT_LAST or rec.clip < best_clip:
+            chosen = (rec.step, delta.detach().clone())
+        best_clip = min(best_clip, rec.clip)
+
     devices = [G.const.device] if G.const.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)
@@ -226,8 +302,7 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
                 group["lr"] = lr
             total, rec, img = losses(delta, lr, step)
             history.append(rec)
-            if rec.total < best[0]:
-                best = (rec.total, step, delta.detach().clone())
+            keep(rec)
             if on_frame is not None and cfg.frame_every > 0 and step % cfg.frame_every == 0:
                 on_frame(OptimizationFrame(step, to_uint8(img)[0], rec.total))
             opt.zero_grad(set_to_none=True)
@@ -237,19 +312,19 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
             if progress is not None:
                 progress(steps_done, cfg.steps)
         if not cancelled:
-            # The last update has not been evaluated yet; it is usually the best latent.
+            # The last update has not been measured yet: the published result is this latent.
             with torch.no_grad():
                 _, rec, img = losses(delta, 0.0, cfg.steps)
             history.append(rec)
-            if rec.total < best[0]:
-                best = (rec.total, cfg.steps, delta.detach().clone())
+            keep(rec)
             if on_frame is not None and cfg.frame_every > 0:
                 on_frame(OptimizationFrame(cfg.steps, to_uint8(img)[0], rec.total))
-    best_delta = (best[2] * mask).cpu().numpy()[0].astype(np.float32)
+    step_of, kept = chosen
+    result_delta = (kept * mask).cpu().numpy()[0].astype(np.float32)
     return OptimizationResult(
-        space=cfg.space, start=x0.cpu().numpy()[0].astype(np.float32), delta=best_delta,
-        best_step=best[1], best_loss=float(best[0]), steps_done=steps_done, cancelled=cancelled,
-        history=history)
+        space=cfg.space, start=x0.cpu().numpy()[0].astype(np.float32), delta=result_delta,
+        step=step_of, loss=history[step_of].total if history else math.nan, steps_done=steps_done,
+        cancelled=cancelled, history=history, result=cfg.result)
 
 
 def start_latent(G: Generator, start: str = "mean", seed: int = 0, psi: float = 0.7) -> Tensor:
@@ -261,16 +336,19 @@ def start_latent(G: Generator, start: str = "mean", seed: int = 0, psi: float = 
     raise ValueError(f"start must be 'mean' or 'sample', got {start!r}")
 
 
-def generate_from_text(G: Generator, clip: ClipModel, prompt: str, seed: int = 0, steps: int = 100,
-                       start: str = "mean", psi: float = 0.7, *, lr: float = DEFAULT_LR,
-                       lambda_l2: float = 0.0, frame_every: int = 0, out_res: int | None = None,
+def generate_from_text(G: Generator, clip: ClipModel, prompt: str, seed: int = 0,
+                       steps: int = TEXT_TO_FACE.steps, start: str = "mean", psi: float = 0.7, *,
+                       lr: float = TEXT_TO_FACE.lr, lambda_l2: float = TEXT_TO_FACE.lambda_l2,
+                       clip_input: str = DEFAULT_CLIP_INPUT, result: str = DEFAULT_RESULT,
+                       frame_every: int = 0, out_res: int | None = None,
                        progress: Progress | None = None,
                        on_frame: Callable[[OptimizationFrame], None] | None = None,
                        cancel: CancelCheck = None) -> OptimizationResult:
     """A face from a prompt: CLIP loss only (no identity to keep), from the mean latent or
-    from the psi-truncated sample of `seed`. With start="mean" the seed changes nothing:
-    the run is deterministic. `result.latent()` is the generated W+."""
+    from the psi-truncated sample of `seed`, with the published text-to-face defaults. With
+    start="mean" the seed changes nothing: the run is deterministic. `result.latent()` is
+    the generated W+."""
     ws0 = start_latent(G, start, seed, psi)
-    cfg = OptimizationConfig(steps=steps, lr=lr, lambda_l2=lambda_l2, lambda_id=0.0, seed=seed,
-                             frame_every=frame_every, out_res=out_res)
+    cfg = config_for(TEXT_TO_FACE.mode, steps=steps, lr=lr, lambda_l2=lambda_l2, seed=seed,
+                     clip_input=clip_input, result=result, frame_every=frame_every, out_res=out_res)
     return optimize_latent(G, clip, prompt, ws0, cfg, progress=progress, on_frame=on_frame, cancel=cancel)

@@ -14,7 +14,9 @@ File layout, as published with the 14 official mappers: a torch dict with `state
 likewise `medium_mapping` and `fine_mapping`, plus the whole rosinality-format generator
 under `decoder.*`) and `opts` (the training options as a dict). Index 0 of each `mapping`
 is the parameter-free pixel norm, hence layers 1..4. The decoder is recognised and can be
-handed back, but is never needed: edits use the app's own generator.
+handed back, but is never needed: edits use the app's own generator. The mappers this app
+trains are saved without it; `weights.rosinality_export` writes the file with the decoder
+that the official code needs.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def official_opts(description: str, levels: tuple[str, ...] = LEVEL_NAMES, style
                   **overrides: Any) -> dict[str, Any]:
     """Training options with the official key names and defaults, as a mapper file stores them."""
     opts: dict[str, Any] = {
-        "exp_dir": "", "mapper_type": "LevelsMapper",
+        "exp_dir": "", "mapper_type": "LevelsMapper", "work_in_stylespace": False,
         "no_coarse_mapper": "coarse" not in levels, "no_medium_mapper": "medium" not in levels,
         "no_fine_mapper": "fine" not in levels,
         "latents_train_path": "", "latents_test_path": "",

@@ -89,6 +89,10 @@ def write_demo_models(folder: Path, resolution: int = DEFAULT_RESOLUTION, seed: 
         written[mid] = _atomic(target(mid), lambda p, n=name: write_synthetic_mapper(  # type: ignore[misc]
             p, seed=seed, decoder_state=decoder, description=n.replace("_", " ")))
         titles[mid] = f"Synthetic latent mapper '{name}' (random weights, official checkpoint layout)"
+    from styleclip_desktop.nets.lpips_net import write_synthetic_alexnet
+
+    written["lpips-alexnet"] = _atomic(target("lpips-alexnet"), lambda p: write_synthetic_alexnet(p, seed=seed))
+    titles["lpips-alexnet"] = "Synthetic AlexNet features for LPIPS (random weights, torchvision layout)"
     G = load_generator(written["stylegan2-ffhq-ada"])  # as the app will see it: its key is the file's hash
     own = session.directions_dir(folder, G)
     step(3, "style statistics")
@@ -101,7 +105,8 @@ def write_demo_models(folder: Path, resolution: int = DEFAULT_RESOLUTION, seed: 
     def fs3_progress(done: int, n: int) -> None:
         report(4, total, f"global directions: {done * 100 // max(n, 1)} %")
 
-    gd.precompute_fs3(G, clip, stats, own / "fs3.npy", images=fs3_images, seed=seed, batch=64,
+    # The published faces: the first of the statistics sample (not the demo's own seed).
+    gd.precompute_fs3(G, clip, stats, own / "fs3.npy", images=fs3_images, batch=64,
                       progress=fs3_progress, cancelled=cancelled)
     written["fs3"] = own / "fs3.npy"
     step(5, "the manifest")

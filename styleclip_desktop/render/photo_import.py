@@ -82,9 +82,13 @@ def find_faces(path: str | os.PathLike[str], detector_path: Path | None,
 
 
 def import_photo(photo: PhotoFaces, G: object, encoder: object, *, face: int = 0, method: str = "e4e",
-                 steps: int = 100, seed: int = 0, progress: ProgressFn | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> Document:
-    """Align face `face` of `photo`, invert it into W+ and return a new document."""
+                 steps: int | None = None, seed: int = 0, progress: ProgressFn | None = None,
+                 cancelled: Callable[[], bool] | None = None, pti_procedure: str = "published",
+                 pti_config: object | None = None, lpips_model: object | None = None) -> Document:
+    """Align face `face` of `photo`, invert it into W+ and return a new document.
+
+    `steps` defaults to each refinement's own (projection 100; PTI as published 350, with
+    its early stop). PTI as published needs `lpips_model` (`nets.lpips_net.load_lpips`)."""
     from styleclip_desktop.faces.align import align_face
     from styleclip_desktop.methods import inversion
 
@@ -108,7 +112,7 @@ def import_photo(photo: PhotoFaces, G: object, encoder: object, *, face: int = 0
     generator_delta = None
     if method == "project":
         step(2, "refining the likeness (projection)")
-        res = inversion.project(G, aligned.image, w, steps=steps, seed=seed,  # type: ignore[arg-type]
+        res = inversion.project(G, aligned.image, w, steps=steps or 100, seed=seed,  # type: ignore[arg-type]
                                 progress=lambda d, t, *_: report(2, total, f"projection step {d}/{t}"),
                                 cancel=cancelled)
         if res.cancelled:
@@ -118,7 +122,8 @@ def import_photo(photo: PhotoFaces, G: object, encoder: object, *, face: int = 0
         step(2, "refining the likeness (pivotal tuning)")
         res2 = inversion.pti(G, aligned.image, w, steps=steps, seed=seed,  # type: ignore[arg-type]
                              progress=lambda d, t, *_: report(2, total, f"tuning step {d}/{t}"),
-                             cancel=cancelled)
+                             cancel=cancelled, procedure=pti_procedure, config=pti_config,
+                             lpips_model=lpips_model)  # type: ignore[arg-type]
         if res2.cancelled:
             raise Cancelled()
         generator_delta = res2.delta

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from styleclip_desktop.document import Document
 from styleclip_desktop.errors import Cancelled
+from styleclip_desktop.methods.optimization_settings import TEXT_TO_FACE
 from styleclip_desktop.ui.engines import clip_of, generator_of, identities_of
 from styleclip_desktop.ui.images import to_qimage
 from styleclip_desktop.ui.jobs import call_in_ui
@@ -65,7 +66,8 @@ class GenerateDialog(QDialog):
         self.seed.setValue(int(np.random.default_rng().integers(0, 100000)))
         self.steps = QSpinBox()
         self.steps.setRange(1, 1000)
-        self.steps.setValue(100)
+        self.steps.setValue(TEXT_TO_FACE.steps)  # the published text-to-face default
+        self.steps.setToolTip(f"Published text-to-face defaults: {TEXT_TO_FACE.summary()}")
         self.preview = QLabel("The face appears here while it forms.")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(PREVIEW_SIDE, PREVIEW_SIDE)
@@ -151,6 +153,9 @@ class GenerateDialog(QDialog):
             self.projects.replace_document(Document(
                 np.asarray(result.latent(), np.float32), seed=seed, synthetic=bool(getattr(G, "synthetic", False)),
                 models=identities_of(engine), description=f'generated from "{prompt}" (seed {seed})'))
+            notice = str(getattr(result, "notice", "") or "")
+            if notice:  # the seed's face came back as it was: say so rather than pass it off as generated
+                self.state.error.emit(notice)
             self.accept()
 
         def ended(exc: BaseException | None = None) -> None:

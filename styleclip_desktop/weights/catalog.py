@@ -30,7 +30,8 @@ ARCFACE = "arcface-ir-se50"
 MAPPER = "styleclip-mapper"
 FS3 = "fs3-npy"
 YUNET = "yunet-onnx"
-KINDS = (*GENERATOR_KINDS, CLIP, E4E, ARCFACE, MAPPER, FS3, YUNET)
+ALEXNET = "torchvision-alexnet"  # the LPIPS backbone
+KINDS = (*GENERATOR_KINDS, CLIP, E4E, ARCFACE, MAPPER, FS3, YUNET, ALEXNET)
 
 MAPPER_GROUP = "mapper"
 GDRIVE_DOWNLOAD = "https://drive.usercontent.google.com/download"

@@ -28,7 +28,7 @@ from typing import IO
 
 from styleclip_desktop.errors import ModelFileError
 from styleclip_desktop.nets import checkpoint
-from styleclip_desktop.weights.catalog import ARCFACE, CLIP, E4E, FS3, MAPPER, YUNET
+from styleclip_desktop.weights.catalog import ALEXNET, ARCFACE, CLIP, E4E, FS3, MAPPER, YUNET
 
 _STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
                          "SHORT_BINSTRING", "BINSTRING", "STRING"})
@@ -123,6 +123,10 @@ def _check_loads(p: Path, kind: str) -> None:
         from styleclip_desktop.nets.mapper import load_mapper
 
         load_mapper(p)
+    elif kind == ALEXNET:
+        from styleclip_desktop.nets.lpips_net import load_lpips
+
+        load_lpips(p)
     else:  # every kind the classifiers return is one of the above
         raise AssertionError(kind)
 
@@ -151,6 +155,10 @@ def _classify_torch(strings: set[str]) -> Identified | None:
     if ("input_layer.0.weight" in keys and any(k.startswith("body.") for k in keys)
             and any(k.startswith("output_layer.") for k in keys)):
         return Identified(ARCFACE, "IR-SE50 face recognition network")
+    from styleclip_desktop.nets.lpips_net import is_alexnet_state
+
+    if is_alexnet_state(keys):
+        return Identified(ALEXNET, "torchvision AlexNet (the LPIPS backbone)")
     return None
 
 

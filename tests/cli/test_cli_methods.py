@@ -45,7 +45,8 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_edit_optimize_changes_the_image(env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     out = env["dir"] / "optimized.png"
     rc, stdout, err = _run([*_base(env), "edit", str(env["w"]), "--method", "optimize", "--target",
-                            "a face with purple hair", "--steps", "8", "--lambda-l2", "0", "-o", str(out)], capsys)
+                            "a face with purple hair", "--mode", "edit-identity", "--steps", "8", "--lambda-l2", "0",
+                            "-o", str(out)], capsys)
     assert rc == 0, err
     assert "optimized 8 steps" in stdout and "identity term is skipped" in err  # no ArcFace installed
     assert _img(out).shape == _img(env["plain"]).shape == (32, 32, 3)
@@ -118,7 +119,8 @@ def test_bad_inputs(env: dict[str, Path], synthetic_models: dict[str, Path], tmp
          "is not a StyleCLIP mapper"),
         (["--method", "mapper", "--mapper", "bobcut"], "models download mapper-bobcut"),
         (["--method", "mapper", "--mapper", "no_such_style"], "no mapper file or catalog mapper named"),
-        (["--method", "optimize", "--target", "x", "--arcface", str(tmp_path / "nope.pth")], "not found"),
+        (["--method", "optimize", "--target", "x", "--mode", "edit-identity", "--arcface", str(tmp_path / "nope.pth")],
+         "not found"),
     ]
     for extra, message in cases:
         rc, _, err = _run([*edit, *extra], capsys)

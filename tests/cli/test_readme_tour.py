@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # Arguments added to a command so the tour takes seconds, not hours; see also `shortened`.
-EXTRA = {"precompute": ["--images", "1"], "bench": ["--quick", "--suite", "core", "--repeats", "1"]}
+EXTRA = {"precompute": ["--images", "1"], "bench": ["--quick", "--suite", "core", "--repeats", "1"],
+         "optimize": ["--steps", "3"]}  # the published 300 steps add nothing on a synthetic generator
 
 
 def readme_commands() -> list[list[str]]:

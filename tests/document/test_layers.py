@@ -39,7 +39,7 @@ def test_defaults() -> None:
     g = GlobalDirectionParams("grey hair")
     assert (g.neutral, g.beta) == ("a face", 0.15)
     o = OptimizationParams("smile")
-    assert (o.lambda_l2, o.lambda_id, o.delta) == (0.008, 0.005, None)
+    assert (o.lambda_l2, o.lambda_id, o.steps, o.delta) == (0.008, 0.0, 300, None)  # the published free edit
     m = MapperParams("afro")
     assert (m.coarse, m.medium, m.fine) == (True, True, True)
     layer = Layer(g)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from styleclip_desktop.errors import Cancelled, ModelFileError
 from styleclip_desktop.methods import global_directions as gd
@@ -87,6 +88,12 @@ class _CountingClip:
         small = torch.nn.functional.adaptive_avg_pool2d(images, 4).flatten(1)
         e = small @ self.proj
         return e / e.norm(dim=-1, keepdim=True)
+
+    def preprocess_pil(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(image, np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+
+    def encode_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_image(x)
 
 
 def test_precompute_resumes_to_the_same_result(tiny_G, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

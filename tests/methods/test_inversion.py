@@ -119,7 +119,7 @@ def test_project_cancel_returns_best_so_far(G: Any, target: np.ndarray, w_start:
 @needs_generator
 def test_pti_lowers_loss_and_returns_a_delta(G: Any, target: np.ndarray, w_start: np.ndarray) -> None:
     before = {n: p.detach().clone() for n, p in G.named_parameters()}
-    res = pti(G, target, w_start, steps=4, lr=3e-3, seed=0)
+    res = pti(G, target, w_start, steps=4, lr=3e-3, seed=0, procedure="mse-identity")
     assert not res.cancelled and res.steps_done == 4
     assert res.losses[-1] < res.losses[0]
     assert res.delta and all(v.dtype == np.float32 for v in res.delta.values())
@@ -142,7 +142,7 @@ def test_pti_cancel_stops_within_a_step(G: Any, target: np.ndarray, w_start: np.
     def cancel_after_one(step: int, total: int, loss: float) -> None:
         stop.set()
 
-    res = pti(G, target, w_start, steps=50, progress=cancel_after_one, cancel=stop)
+    res = pti(G, target, w_start, steps=50, progress=cancel_after_one, cancel=stop, procedure="mse-identity")
     assert res.cancelled and res.steps_done == 1
     assert res.delta == {}  # the only evaluated state was the untouched generator
 

@@ -71,7 +71,9 @@ def test_optimization_lowers_clip_loss(tiny_G: Generator, clip: ClipModel, w_sta
     before = _clip_loss_of(tiny_G, clip, w_start)
     after = _clip_loss_of(tiny_G, clip, result.latent())
     assert after < before - 0.02, (before, after)
-    assert result.best_loss == pytest.approx(after, abs=1e-4)
+    assert result.loss == pytest.approx(after, abs=1e-4)
+    assert result.step == 30 and result.result == opt.RESULT_LAST  # the last iterate, as published
+    assert not result.unchanged and result.notice == ""
     np.testing.assert_array_equal(result.latent(0.0), w_start[0].numpy())
     # Scaling the delta scales the edit: half of it lands in between.
     assert after < _clip_loss_of(tiny_G, clip, result.latent(0.5)) < before
@@ -126,8 +128,8 @@ def test_frames_progress_and_determinism(tiny_G: Generator, clip: ClipModel, w_s
 
 
 @pytest.mark.parametrize("kind", ["event", "callable"])
-def test_cancel_stops_within_one_step_and_keeps_the_best(kind: str, tiny_G: Generator, clip: ClipModel,
-                                                         w_start: torch.Tensor) -> None:
+def test_cancel_stops_within_one_step_and_keeps_what_was_measured(kind: str, tiny_G: Generator, clip: ClipModel,
+                                                                  w_start: torch.Tensor) -> None:
     event = threading.Event()
     cancel = event if kind == "event" else event.is_set
 
@@ -135,12 +137,16 @@ def test_cancel_stops_within_one_step_and_keeps_the_best(kind: str, tiny_G: Gene
         if done == 6:
             event.set()
 
-    cfg = opt.OptimizationConfig(steps=200, lambda_l2=0.0, lambda_id=0.0)
-    result = opt.optimize_latent(tiny_G, clip, PROMPT, w_start, cfg, progress=progress, cancel=cancel)
-    assert result.cancelled and result.steps_done == 6 and len(result.history) == 6
-    assert result.best_loss == min(result.losses)
-    assert result.history[result.best_step].total == result.best_loss
-    assert _clip_loss_of(tiny_G, clip, result.latent()) == pytest.approx(result.best_loss, abs=1e-4)
+    for result_kind in (opt.RESULT_LAST, opt.RESULT_BEST):
+        event.clear()
+        cfg = opt.OptimizationConfig(steps=200, lambda_l2=0.0, lambda_id=0.0, result=result_kind)
+        result = opt.optimize_latent(tiny_G, clip, PROMPT, w_start, cfg, progress=progress, cancel=cancel)
+        assert result.cancelled and result.steps_done == 6 and len(result.history) == 6
+        clips = [h.clip for h in result.history]
+        # the last iterate measured, or the one with the lowest CLIP loss
+        assert result.step == (5 if result_kind == opt.RESULT_LAST else clips.index(min(clips)))
+        assert result.loss == result.history[result.step].total
+        assert _clip_loss_of(tiny_G, clip, result.latent()) == pytest.approx(result.clip, abs=1e-4)
 
 
 def test_generate_from_text(tiny_G: Generator, clip: ClipModel) -> None:

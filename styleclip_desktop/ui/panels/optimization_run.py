@@ -147,6 +147,7 @@ class OptimizationRunner(QObject):
             res = getattr(G.config, "resolutions", [])
             config = opt.OptimizationConfig(
                 steps=params.steps, lambda_l2=params.lambda_l2, lambda_id=params.lambda_id, seed=params.seed,
+                clip_input=params.clip_input, result=params.result,
                 frame_every=max(1, params.steps // FRAMES_PER_RUN),
                 out_res=CLIP_VIEW_RES if CLIP_VIEW_RES in res and CLIP_VIEW_RES < G.config.resolution else None)
             return opt.optimize_latent(
@@ -201,5 +202,9 @@ class OptimizationRunner(QObject):
             self._failed(layer_id, ValueError("the optimization did not produce a W+ offset"))
             return
         self.state.push(actions.set_params(doc, layer_id, delta=delta.reshape(doc.latent.shape)))
-        self._end(layer_id, "")
+        # An empty edit is kept (the run did finish) but never passes for a result.
+        notice = str(getattr(result, "notice", "") or "")
+        if notice:
+            self.state.error.emit(notice)
+        self._end(layer_id, "unchanged" if notice else "")
         self.link.request_render(preview=False)

@@ -36,6 +36,7 @@ from styleclip_desktop.document import (
     OptimizationParams,
     actions,
 )
+from styleclip_desktop.methods import optimization_settings as opt_settings
 from styleclip_desktop.ui.panels.editing import refused_by_lock
 from styleclip_desktop.ui.panels.engine_link import EngineLink
 from styleclip_desktop.ui.panels.widgets import AlphaControl, DocumentFollower, is_alive
@@ -120,6 +121,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self._shown: tuple[str, str] | None = None  # (layer id, kind) the form is built for
         self.fields: dict[str, QWidget] = {}
         self.alpha: AlphaControl | None = None
+        self.presets: QComboBox | None = None  # an optimization layer's published defaults
         self._doc_lines: list[tuple[str, str, bool]] | None = None
 
         self.layer_box = QGroupBox("Layer")
@@ -195,6 +197,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self._clear(self.layer_form)
         self.fields = {}
         self.alpha = None
+        self.presets = None
         if layer is None:
             self.layer_form.addRow(QLabel("No layer selected"))
             return
@@ -229,6 +232,21 @@ class PropertiesPanel(DocumentFollower, QWidget):
             self._double("lambda_id", "λ ID (keep identity)", 0.0, 10.0, 4, 0.001)
             self._int("steps", "Steps", 1, 100_000)
             self._int("seed", "Seed", 0, 2**31 - 1)
+            self._choice("clip_input", "CLIP input", opt_settings.CLIP_INPUTS,
+                         "published: as the paper's loss (its λ and steps were tuned with it); "
+                         "exact: CLIP's own resize and normalisation")
+            self._choice("result", "Result", opt_settings.RESULTS,
+                         "last: the final step, as published; best: the step with the lowest CLIP loss")
+            defaults = QLabel("Published defaults:\n" + opt_settings.defaults_text())
+            defaults.setWordWrap(True)
+            self.layer_form.addRow(defaults)
+            apply = QComboBox()
+            apply.addItem("Use the published defaults of…")
+            modes = (opt_settings.EDIT, opt_settings.EDIT_IDENTITY)
+            apply.addItems([m.label for m in modes])
+            apply.activated.connect(lambda i: self._apply_preset(modes[i - 1]) if i > 0 else None)
+            self.presets = apply
+            self.layer_form.addRow(apply)
             note = QLabel("Changing these drops the optimized result; run the layer again.")
             note.setWordWrap(True)
             self.layer_form.addRow(note)
@@ -236,6 +254,26 @@ class PropertiesPanel(DocumentFollower, QWidget):
     def _add(self, name: str, label: str, widget: QWidget) -> None:
         self.fields[name] = widget
         self.layer_form.addRow(label, widget)
+
+    def _apply_preset(self, preset: opt_settings.OptimizationPreset) -> None:
+        """Steps and weights of a published mode, in one undo step."""
+        if self.presets is not None:
+            self.presets.setCurrentIndex(0)
+        layer = self.current_layer()
+        if layer is None or self._doc is None or refused_by_lock(self.state, layer.id):
+            return
+        changes = {"steps": preset.steps, "lambda_l2": preset.lambda_l2, "lambda_id": preset.lambda_id}
+        if all(layer.params.to_json().get(k) == value for k, value in changes.items()):
+            return
+        self.state.push(actions.set_params(self._doc, layer.id, **changes))
+        self.link.request_render(preview=False)
+
+    def _choice(self, name: str, label: str, options: tuple[str, ...], tip: str) -> None:
+        combo = QComboBox()
+        combo.addItems(list(options))
+        combo.setToolTip(tip)
+        combo.activated.connect(lambda _i: self._edit(name, combo.currentText()))
+        self._add(name, label, combo)
 
     def _text(self, name: str, label: str) -> None:
         edit = QLineEdit()
