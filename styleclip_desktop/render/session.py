@@ -123,13 +123,14 @@ def resolve_mapper(models_dir: Path, ref: str) -> Path:
 
 def mapper_loader(models_dir: Path, device: torch.device | str = "cpu") -> Callable[[str], MapperFn]:
     """checkpoint id or path -> a function applying that mapper to W+ (loaded once each)."""
-    from styleclip_desktop.methods.mapper import mapper_function
-    from styleclip_desktop.nets.mapper import load_mapper
-
     loaded: dict[str, MapperFn] = {}
 
     def get(ref: str) -> MapperFn:
         if ref not in loaded:
+            # Imported on first use: the mapper code brings CLIP's libraries with it.
+            from styleclip_desktop.methods.mapper import mapper_function
+            from styleclip_desktop.nets.mapper import load_mapper
+
             ckpt = load_mapper(resolve_mapper(models_dir, ref), device=device)
             loaded[ref] = mapper_function(ckpt.mapper)
         return loaded[ref]

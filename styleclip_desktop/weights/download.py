@@ -34,16 +34,20 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-import requests
-import urllib3
 from filelock import FileLock, Timeout
 
 from styleclip_desktop import __version__
 from styleclip_desktop.errors import Cancelled, ModelFileError, UserError
 from styleclip_desktop.weights import gdrive
 from styleclip_desktop.weights.catalog import Source, source_label
+
+if TYPE_CHECKING:
+    # The HTTP libraries are imported where a download starts: commands that only look up
+    # or hash files already here do not wait for them.
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +315,8 @@ def _claim_part(target: Path, src: Source) -> None:
 
 
 def _new_session() -> requests.Session:
+    import requests
+
     s = requests.Session()
     s.headers["User-Agent"] = _USER_AGENT
     return s
@@ -388,6 +394,9 @@ def _transfer(sess: requests.Session, url: str, part: Path, size: int | None,
               progress: ProgressFn | None, cancel: CancelToken, timeout: tuple[float, float],
               name: str, received: list[int], limits: Limits, deadline: float) -> tuple[hashlib._Hash, int]:
     """One HTTP attempt; returns (hash of the whole file, its size); counts into `received`."""
+    import requests
+    import urllib3
+
     if time.monotonic() > deadline:
         raise _over_deadline(url, name, part, limits)
     have = part.stat().st_size if part.exists() else 0
@@ -506,6 +515,8 @@ def _open(sess: requests.Session, url: str, have: int, timeout: tuple[float, flo
 
     Redirects are followed here, not by requests, so that every hop goes through the mirror
     and a relative Location resolves against the published URL."""
+    import requests
+
     for _hop in range(_MAX_HOPS):
         # identity encoding keeps byte offsets meaningful for Range
         headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
