@@ -91,6 +91,10 @@ class FileServer:
     def url(self, path: str) -> str:
         return self.base + path
 
+    def label(self, path: str) -> str:
+        """How a download names this source: host, port and path, without the scheme."""
+        return f"127.0.0.1:{self.httpd.server_address[1]}{path}"
+
 
 def _make_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):

@@ -98,7 +98,7 @@ def test_download_records_hash_then_reuses(capsys: pytest.CaptureFixture[str], t
     assert code == 0, err
     assert "fs3-ffhq: downloaded" in out
     digest = hashlib.sha256(body).hexdigest()
-    label = server.url("/fs3.npy").removeprefix("http://")
+    label = server.label("/fs3.npy")
     assert f"no published checksum; recorded sha256 {digest} (from {label}) for future checks" in err
     assert (models / "fs3-ffhq.npy").read_bytes() == body
     known = store.read_known_hashes(models)["fs3-ffhq"]
