@@ -15,6 +15,8 @@ from PySide6.QtWidgets import QApplication
 from styleclip_desktop.document import Document
 from styleclip_desktop.ui.model_source import ModelSource
 
+from .photos import write_face_photo, write_gradient_photo
+
 # The tests' engine: torch only, no background ONNX export competing for the CPU.
 ENGINE_OPTIONS: dict[str, Any] = {"backend": "torch", "background_export": False}
 
@@ -62,6 +64,16 @@ def engine(demo_source: ModelSource) -> Iterator[Any]:
     eng, _notices = load_engine(demo_source, lambda *a: None, lambda: False, **ENGINE_OPTIONS)
     yield eng
     eng.shutdown()
+
+
+@pytest.fixture
+def gradient_photo(tmp_path: Path) -> Path:
+    return write_gradient_photo(tmp_path / "photos")
+
+
+@pytest.fixture
+def face_photo(tmp_path: Path, engine: Any, seed_document: Document) -> Path:
+    return write_face_photo(tmp_path / "photo.png", engine, seed_document)
 
 
 @pytest.fixture

@@ -11,21 +11,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from styleclip_desktop.document import (
-    Alignment,
     Document,
     GlobalDirectionParams,
     OptimizationParams,
-    SourcePhoto,
     actions,
     find_recoverable,
 )
 from styleclip_desktop.ui import dialogs
 from styleclip_desktop.ui.model_source import ModelSource
+
+from .photos import pasted_into
 
 TIMEOUT = 30_000
 
@@ -39,21 +38,12 @@ def _own_autosaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    """An 81x61 "photo" in a folder of its own."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    yy, xx = np.mgrid[0:61, 0:81]
-    rgb = np.stack([xx * 255 // 81, yy * 255 // 61, np.full_like(xx, 90)], axis=2).astype(np.uint8)
-    path = folder / "portrait.png"
-    Image.fromarray(rgb).save(path)
-    return path
+def photo(gradient_photo: Path) -> Path:
+    return gradient_photo
 
 
 def photo_document(doc: Document, photo: Path) -> Document:
-    """`doc`'s face pasted 1:1 into `photo` at (24, 14)."""
-    matrix = np.array([[1.0, 0.0, -24.0], [0.0, 1.0, -14.0], [0.0, 0.0, 1.0]])
-    return Document(doc.latent, source=SourcePhoto.from_file(photo), alignment=Alignment(matrix, 32), synthetic=True)
+    return pasted_into(doc, photo)
 
 
 def open_document(qtbot: Any, w: Any, doc: Document) -> np.ndarray:

@@ -14,10 +14,12 @@ from PIL import Image
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 
-from styleclip_desktop.document import Alignment, Document, Layer, OptimizationParams, SourcePhoto, actions
+from styleclip_desktop.document import Document, Layer, OptimizationParams, actions
 from styleclip_desktop.ui.animation_dialog import ExportAnimationDialog, crf_for_quality
 from styleclip_desktop.ui.export_dialogs import ExportImageDialog
 from styleclip_desktop.ui.exporting import failure_text
+
+from .photos import pasted_into
 
 TIMEOUT = 60_000
 
@@ -29,21 +31,12 @@ def edited(doc: Document, photo: Path | None = None) -> Document:
     layer = Layer(OptimizationParams("a face with grey hair", delta=delta), alpha=1.0)
     if photo is None:
         return Document(doc.latent, layers=[layer], seed=3, synthetic=True)
-    matrix = np.array([[1.0, 0.0, -24.0], [0.0, 1.0, -14.0], [0.0, 0.0, 1.0]])
-    return Document(doc.latent, layers=[layer], source=SourcePhoto.from_file(photo), alignment=Alignment(matrix, 32),
-                    synthetic=True)
+    return pasted_into(doc, photo, [layer])
 
 
 @pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    """An 81x61 gradient "photo" in a folder of its own."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    yy, xx = np.mgrid[0:61, 0:81]
-    rgb = np.stack([xx * 255 // 81, yy * 255 // 61, np.full_like(xx, 90)], axis=2).astype(np.uint8)
-    path = folder / "portrait.png"
-    Image.fromarray(rgb).save(path)
-    return path
+def photo(gradient_photo: Path) -> Path:
+    return gradient_photo
 
 
 @pytest.fixture

@@ -22,12 +22,8 @@ PHOTO_POINTS = np.array([[50.0, 54.0], [78.0, 54.0], [54.0, 84.0], [74.0, 84.0]]
 
 
 @pytest.fixture
-def photo(tmp_path: Path, engine: Any, seed_document: Document) -> Path:
-    """A 128 px "photo": the seed's render, scaled up."""
-    face = engine.render(seed_document)
-    path = tmp_path / "photo.png"
-    Image.fromarray(face).resize((128, 128), Image.Resampling.BICUBIC).save(path)
-    return path
+def photo(face_photo: Path) -> Path:
+    return face_photo
 
 
 def _idle(qtbot: Any, w: Any) -> None:

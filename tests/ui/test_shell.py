@@ -55,12 +55,8 @@ def add_edit(qtbot: Any, window: Any, engine: Any, target: str = "a face with gr
 
 
 @pytest.fixture
-def photo(tmp_path: Path, engine: Any, seed_document: Document) -> Path:
-    """A 128 px "photo": the seed's render, scaled up."""
-    face = engine.render(seed_document)
-    path = tmp_path / "photo.png"
-    Image.fromarray(face).resize((128, 128), Image.Resampling.BICUBIC).save(path)
-    return path
+def photo(face_photo: Path) -> Path:
+    return face_photo
 
 
 def grab(widget: Any) -> np.ndarray:
