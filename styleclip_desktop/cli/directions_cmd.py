@@ -1,4 +1,4 @@
-"""`styleclip-desktop directions`: style statistics and the fs3 relevance matrix."""
+"""`styleclip-desktop directions`: style statistics, the fs3 relevance matrix, closed-form sliders."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import UsageError
 from styleclip_desktop.methods.fs3_input import DEFAULT_PRECOMPUTE_INPUT, PRECOMPUTE_INPUTS
+
+DEFAULT_NAMING_FACES = 4
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,6 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                          "picture through CLIP's own transform, so published beta values carry over; 'exact' the "
                          "float render, unclamped, torch-resized. Not the optimization's --clip-input")
     pc.set_defaults(func=run_precompute)
+    sf = dsub.add_parser("sefa", help="sliders from the generator's own weights (closed form, no prompt)",
+                         description="List the generator's closed-form (SeFa) directions per layer group; with "
+                                     "--name, name each by CLIP against the slider vocabulary.")
+    sf.add_argument("--group", choices=[*sefa_groups(), "all"], default="all",
+                    help="layers to factorize: coarse (4-8 px), middle (16-32 px), fine (64 px up); default all")
+    sf.add_argument("--top", type=int, default=8, help="directions listed per group (default 8)")
+    sf.add_argument("--name", action="store_true", help="name each direction with CLIP (renders a few faces each)")
+    sf.add_argument("--vocabulary", type=Path, help="a slider vocabulary .toml (default: the built-in one)")
+    sf.add_argument("--faces", type=int, default=DEFAULT_NAMING_FACES,
+                    help=f"faces rendered per direction when naming (default {DEFAULT_NAMING_FACES})")
+    sf.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sf.set_defaults(func=run_sefa)
+
+
+def sefa_groups() -> tuple[str, ...]:
+    return ("coarse", "middle", "fine")
 
 
 def run_stats(args: argparse.Namespace) -> int:
@@ -63,4 +81,62 @@ def run_precompute(args: argparse.Namespace) -> int:
     seed = stats.seed if args.seed is None else args.seed
     print(f"fs3 {fs3.shape[0]}x{fs3.shape[1]} over {args.images} faces (seed {seed}, "
           f"{args.clip_input} CLIP input) -> {args.out}")
+    return 0
+
+
+def run_sefa(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from styleclip_desktop.methods import sefa
+    from styleclip_desktop.nets.stylegan2 import unpack_styles
+    from styleclip_desktop.render.session import generator_key
+
+    if args.top < 1 or args.faces < 1:
+        raise UsageError("--top and --faces must be positive")
+    vocab = sefa.load_vocabulary(args.vocabulary) if args.name or args.vocabulary else None
+    device = common.pick_device(args)
+    G = common.load_generator(args, device)
+    bases = sefa.cached_bases(G, sefa.bases_path(G))
+    if args.group != "all":
+        if args.group not in bases:
+            raise UsageError(f"this generator has no {args.group} layers")
+        bases = {args.group: bases[args.group]}
+    rows: list[dict[str, object]] = []
+    if args.name and vocab is not None:
+        clip = common.load_clip(args, device)
+        out_res = min(G.config.resolution, 256)  # CLIP sees 224 px: a larger render adds nothing
+
+        def render(s: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return G.synthesize(unpack_styles(s.to(device), G.style_dims), out_res=out_res)
+
+        def encode(images: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                return clip.encode_image(images).cpu().numpy()  # type: ignore[no-any-return]
+
+        text = sefa.text_directions(lambda t: clip.encode_text(t).cpu().numpy(), vocab)
+        named = sefa.name_directions(G, bases, render, encode, text, vocab, top=args.top, faces=args.faces,
+                                     progress=common.progress_bar("naming sliders", unit="direction"))
+        if args.group == "all" and args.faces == DEFAULT_NAMING_FACES:  # as the Sliders panel names them
+            sefa.save_names(named, sefa.names_path(G, str(clip.model_hash), vocab))
+        rows = [{"group": d.group, "index": d.index, "share": round(d.share, 4), "name": d.name,
+                 "prompt": d.prompt, "score": round(d.score, 4), "sign": d.sign} for d in named]
+    else:
+        for g, b in bases.items():
+            share = b.share()
+            rows += [{"group": g, "index": i, "share": round(float(share[i]), 4)}
+                     for i in range(min(args.top, len(b.vectors)))]
+    if args.json:
+        print(json.dumps({"generator": generator_key(G), "rows": {g: list(b.rows) for g, b in bases.items()},
+                          "directions": rows}))
+        return 0
+    for r in rows:
+        line = f"{r['group']:<7} {r['index']:>3}  {100 * float(r['share']):5.1f}%"  # type: ignore[arg-type]
+        if "name" in r:
+            sign = "+" if r["sign"] == 1 else "-"
+            line += f"  {r['name']:<12} {float(r['score']):.3f}  ({sign}) {r['prompt'] or ''}"  # type: ignore[arg-type]
+        print(line.rstrip())
     return 0

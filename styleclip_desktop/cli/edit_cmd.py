@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="strength; global: in σ units (default 4), optimize/mapper: scales the found "
                    "offset (default 1); negative pushes away")
     p.add_argument("--beta", type=float, default=0.15, help="global: disentanglement threshold 0.08-0.30 (default 0.15)")
+    p.add_argument("--keep", action="append", default=[], metavar="TEXT",
+                   help='global: an attribute the edit must not change, e.g. "age", "glasses" or any text '
+                        "(repeatable; the direction is made orthogonal to each)")
     p.add_argument("--mapper", metavar="ID|PATH", help="mapper: a catalog id such as 'afro' or a mapper file")
     add_level_switches(p)
     add_optimization_options(p, (settings.MODE_EDIT, settings.MODE_EDIT_IDENTITY), "optimize: ")
@@ -67,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     photo.add_argument("--detector", type=Path, metavar="PATH", help="YuNet face detector file")
     photo.add_argument("--no-paste-back", action="store_true", help="write the aligned face, not the whole photo")
     p.add_argument("--preview", action="store_true", help="render the fast low-resolution preview instead")
+    p.add_argument("--report", action="store_true",
+                   help="also print the leak meter: what the edit changes besides its target (needs CLIP)")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output image (.png, .jpg, .webp), or a project (.scproj) to add the edit as a layer")
     p.set_defaults(func=run)
@@ -113,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--target is required for --method {args.method}")
     if args.method == "mapper" and not args.mapper:
         raise UsageError("--mapper ID|PATH is required for --method mapper")
+    if args.keep and args.method != "global":
+        raise UsageError("--keep works with --method global")
     out_suffix = args.output.suffix.lower()
     if out_suffix not in IMAGE_OUTPUTS | {".scproj"}:
         raise UsageError("-o must be an image (.png, .jpg, .webp) or a project (.scproj)")
@@ -132,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
         params, message = _layer(args, engine, doc, device)
         from styleclip_desktop.document import Layer, UndoStack, actions
 
-        UndoStack().push(actions.add_layer(doc, Layer(params, alpha=alpha)))
+        layer = Layer(params, alpha=alpha)
+        UndoStack().push(actions.add_layer(doc, layer))
+        report = _leak_lines(engine, doc, layer.id) if args.report else []
         if out_suffix == ".scproj":
             from styleclip_desktop.document import save_project
 
@@ -143,12 +152,26 @@ def run(args: argparse.Namespace) -> int:
             doc.models = {**engine.models.identities, **dict(doc.models)}
             save_project(doc, args.output)
             print(f"{message}; layer {len(doc.layers)} added -> {args.output}")
+            if report:
+                print("\n".join(report))
             return 0
         _write_image(args, engine, doc)
         print(f"{message} -> {args.output}")
+        if report:
+            print("\n".join(report))
         return 0
     finally:
         engine.shutdown()
+
+
+def _leak_lines(engine: Engine, doc: Document, layer_id: str) -> list[str]:
+    """The leak meter's report for the new layer, at the preview size (see `render.leak_meter`)."""
+    from styleclip_desktop.render.leak_meter import measure
+
+    with common.progress.stage("measuring what else the edit changes"):
+        rep = measure(engine, doc, layer_id)
+    return ["what else it changes (CLIP change along each direction; identity 1.0 = unchanged):",
+            *(f"  {line}" for line in rep.lines())]
 
 
 def _document(args: argparse.Namespace, engine: Engine, device: torch.device) -> Document:
@@ -187,8 +210,13 @@ def _layer(args: argparse.Namespace, engine: Engine, doc: Document, device: torc
         if info.error:
             raise UserError(info.error)
         total = int(len(engine.models.fs3)) if engine.models.fs3 is not None else 0
-        return (GlobalDirectionParams(target=args.target, neutral=args.neutral, beta=args.beta),
-                f"changed {info.channels} of {total} channels (β={args.beta})")
+        try:
+            params = GlobalDirectionParams(target=args.target, neutral=args.neutral, beta=args.beta,
+                                           keep=tuple(args.keep))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--keep: {exc}") from None
+        kept = f", keeping {', '.join(params.keep)}" if params.keep else ""
+        return params, f"changed {info.channels} of {total} channels (β={args.beta}{kept})"
     if args.method == "mapper":
         from styleclip_desktop.cli.mapper_cmd import levels_from
 

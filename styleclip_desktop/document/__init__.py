@@ -71,6 +71,7 @@ from styleclip_desktop.document.params import (
     LayerParams,
     MapperParams,
     OptimizationParams,
+    SliderParams,
     params_class,
     register_layer_kind,
 )
@@ -93,7 +94,7 @@ __all__ = [
     "Document", "DocumentCommand", "DocumentError", "EASE_IN_OUT", "EASINGS", "EmitterGroup", "Event",
     "EventEmitter", "EventedModel", "GlobalDirectionParams", "HOLD", "Keyframe", "LAYER_KINDS", "LINEAR",
     "Layer", "LayerParams", "LayerStack", "LockedLayerError", "MacroCommand", "ManifestError",
-    "MapperParams", "MissingMemberError", "MoveLayer", "NewerSchemaError", "OptimizationParams", "OversizedProjectError",
+    "MapperParams", "MissingMemberError", "MoveLayer", "NewerSchemaError", "OptimizationParams", "OversizedProjectError", "SliderParams",
     "PROJECT_SUFFIX", "ProjectFileError", "ProjectReadError", "RecoverableProject", "RemoveLayer",
     "SCHEMA_VERSION", "S_SPACE", "SetAttr", "SetDocumentAttr", "SetLayerAttr", "SetTimelineAttr",
     "SetTrack", "SourcePhoto", "SourcePhotoError", "Timeline", "UndoStack", "W_SPACE", "add_layer",

@@ -135,6 +135,25 @@ def _beta(value: Any) -> float:
     return beta
 
 
+MAX_KEPT = 16
+
+
+def _kept(value: Any) -> tuple[str, ...]:
+    """What a layer holds fixed: distinct non-empty texts, in the order given."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise TypeError("keep must be a list of texts")
+    out: list[str] = []
+    for item in value:
+        t = v.non_empty_text(item).strip()
+        if len(t) > 200:
+            raise ValueError("a kept attribute is at most 200 characters")
+        if t not in out:
+            out.append(t)
+    if len(out) > MAX_KEPT:
+        raise ValueError(f"a layer keeps at most {MAX_KEPT} attributes")
+    return tuple(out)
+
+
 def _steps(value: Any) -> int:
     steps = v.strict_int(value)
     if not 1 <= steps <= 100_000:
@@ -178,15 +197,20 @@ class DirectionSource:
     neutral: str
     beta: float
     models: Mapping[str, str]
+    keep: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", v.non_empty_text(self.target))
         object.__setattr__(self, "neutral", v.non_empty_text(self.neutral))
         object.__setattr__(self, "beta", _beta(self.beta))
         object.__setattr__(self, "models", _digests(self.models))
+        object.__setattr__(self, "keep", _kept(self.keep))
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "neutral": self.neutral, "beta": self.beta, "models": dict(self.models)}
+        out = {"target": self.target, "neutral": self.neutral, "beta": self.beta, "models": dict(self.models)}
+        if self.keep:  # absent when nothing is kept, as in projects from before keep existed
+            out["keep"] = list(self.keep)
+        return out
 
     @classmethod
     def from_json(cls, data: Any) -> DirectionSource:
@@ -195,11 +219,12 @@ class DirectionSource:
         missing = {"target", "neutral", "beta", "models"} - set(data)
         if missing:
             raise ValueError(f"ds_source lacks {', '.join(sorted(missing))}")
-        return cls(data["target"], data["neutral"], data["beta"], data["models"])
+        return cls(data["target"], data["neutral"], data["beta"], data["models"], data.get("keep", ()))
 
     def describes(self, params: GlobalDirectionParams) -> bool:
-        """Whether this was resolved for `params`' own target, neutral text and beta."""
-        return (self.target, self.neutral, self.beta) == (params.target, params.neutral, params.beta)
+        """Whether this was resolved for `params`' own target, neutral text, beta and kept attributes."""
+        return ((self.target, self.neutral, self.beta, self.keep)
+                == (params.target, params.neutral, params.beta, params.keep))
 
 
 def _direction_source(value: Any) -> DirectionSource | None:
@@ -209,13 +234,16 @@ def _direction_source(value: Any) -> DirectionSource | None:
 
 
 # Changing any of these makes a resolved ds describe a different edit.
-_DIRECTION_INPUTS = ("target", "neutral", "beta")
+_DIRECTION_INPUTS = ("target", "neutral", "beta", "keep")
 
 
 @register_layer_kind
 @dataclass(frozen=True, eq=False)
 class GlobalDirectionParams(LayerParams):
-    """A text direction in style space: s' = s + alpha * ds(target, neutral, beta).
+    """A text direction in style space: s' = s + alpha * ds(target, neutral, beta, keep).
+
+    `keep` names attributes the edit must hold: ds is made orthogonal to theirs (see
+    `methods.keep`).
 
     `ds`, once resolved, is that direction (S,) as computed with the models recorded in
     `ds_source`. It travels in the project so that a render needs only the generator: no
@@ -230,6 +258,7 @@ class GlobalDirectionParams(LayerParams):
         "target": v.non_empty_text,
         "neutral": v.non_empty_text,
         "beta": _beta,
+        "keep": _kept,
         "ds": v.optional_style_array,
         "ds_source": _direction_source,
     }
@@ -240,6 +269,7 @@ class GlobalDirectionParams(LayerParams):
     target: str
     neutral: str = "a face"
     beta: float = 0.15
+    keep: tuple[str, ...] = ()  # attributes held fixed: ds is orthogonal to theirs
     ds: np.ndarray | None = None
     ds_source: DirectionSource | None = None
 
@@ -254,6 +284,10 @@ class GlobalDirectionParams(LayerParams):
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
         out["ds_source"] = None if self.ds_source is None else self.ds_source.to_json()
+        if self.keep:
+            out["keep"] = list(self.keep)
+        else:  # as projects and export records were before keep existed
+            del out["keep"]
         return out
 
     def with_changes(self, **changes: Any) -> Self:
@@ -271,6 +305,72 @@ class GlobalDirectionParams(LayerParams):
         if self.ds is None or self.ds_source is None or not self.ds_source.describes(self):
             return None
         return self.ds, self.ds_source.models
+
+
+SLIDER_GROUPS = ("coarse", "middle", "fine")
+MAX_W_DIM = 4096
+
+
+def _slider_group(value: Any) -> str:
+    group = v.text(value)
+    if group not in SLIDER_GROUPS:
+        raise ValueError(f"a slider's layer group is one of {', '.join(SLIDER_GROUPS)}, not {group!r}")
+    return group
+
+
+def _rows(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise TypeError("a slider's W+ rows must be a non-empty list of whole numbers")
+    rows = tuple(v.strict_int(r) for r in value)
+    if any(not 0 <= r < 64 for r in rows) or len(set(rows)) != len(rows):
+        raise ValueError("a slider's W+ rows must be distinct, between 0 and 63")
+    return rows
+
+
+def _w_direction(value: Any) -> np.ndarray:
+    out = v.frozen_float32(value, ndim=1, what="the slider's direction")
+    if out.shape[0] > MAX_W_DIM:
+        raise ValueError(f"the slider's direction has {out.shape[0]} numbers, more than any W space")
+    return out
+
+
+@register_layer_kind
+@dataclass(frozen=True, eq=False)
+class SliderParams(LayerParams):
+    """A closed-form slider (SeFa) from the generator's own weights: the W+ rows of one
+    layer group move by alpha * direction (a unit W vector).
+
+    The direction itself travels in the project, so the layer renders the same wherever
+    the project opens; `group`, `index` and `sign` say which eigenvector of which layers
+    it is, and `name` what CLIP found it does ("unnamed" when nothing matched)."""
+
+    kind: ClassVar[str] = "slider"
+    space: ClassVar[str] = W_SPACE
+    label: ClassVar[str] = "Slider"
+    default_alpha: ClassVar[float] = 3.0
+    _checks: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "name": v.non_empty_text,
+        "group": _slider_group,
+        "index": v.strict_int,
+        "rows": _rows,
+        "direction": _w_direction,
+    }
+    _array_fields: ClassVar[tuple[str, ...]] = ("direction",)
+    _style_fields: ClassVar[tuple[str, ...]] = ("direction",)  # (w_dim,): not the latent's shape
+
+    name: str
+    group: str
+    index: int
+    rows: tuple[int, ...]
+    direction: np.ndarray
+
+    def default_name(self) -> str:
+        return self.name if self.name != "unnamed" else f"{self.group} slider {self.index + 1}"
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["rows"] = list(self.rows)
+        return out
 
 
 @register_layer_kind

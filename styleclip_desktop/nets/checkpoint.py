@@ -30,6 +30,7 @@ from typing import IO, Any, TypeVar
 import torch
 
 from styleclip_desktop.errors import ModelFileError, UnsafePickleError
+from styleclip_desktop.nets import adoption
 
 # What broken or crafted content raises inside loaders that trust its structure: the one
 # list every "this file is malformed" handler catches. OSError stays out (a disk problem is
@@ -289,19 +290,36 @@ def torch_load(path: str | os.PathLike[str], *, what: str = "model file", extra_
     return obj
 
 
-def build_checked(factory: Callable[[], ModuleT], state: Mapping[str, Any], part: str = "") -> ModuleT:
+def build_checked(factory: Callable[[], ModuleT], state: Mapping[str, Any], part: str = "", *,
+                  adopt: bool = False, fill: Callable[[], Mapping[str, torch.Tensor]] | None = None) -> ModuleT:
     """`factory()` with `state` loaded strictly (into its submodule `part`, if given), after
     the same load on a copy without storage (the meta device): the sizes a file claims are
     allocated only once its tensors have proved they hold that many numbers. Raises
-    load_state_dict's RuntimeError."""
+    load_state_dict's RuntimeError.
+
+    With `adopt`, the network is built without storage and `state`'s tensors become its
+    weights, so a file's weights are never held twice: each one that is a plain CPU tensor
+    of the network's dtype, contiguous and alone on its storage is used as it is, any other
+    is copied as `load_state_dict` would copy it. Only for tensors read into memory (never
+    memory-mapped ones: the file would stay mapped while the network lives). `fill` gives
+    the values of what the state does not hold (non-persistent buffers, tensors outside
+    `part`), by their names in the whole network; anything else is taken from a network
+    built for real."""
     def target(model: ModuleT) -> torch.nn.Module:
         return model.get_submodule(part) if part else model
 
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "copying into a meta parameter is a no-op": the point
         target(factory()).load_state_dict(state, strict=True)
-    model = factory()
-    target(model).load_state_dict(state, strict=True)
+    if not adopt:
+        model = factory()
+        target(model).load_state_dict(state, strict=True)
+        return model
+    with torch.device("meta"):
+        model = factory()
+    inner = target(model)
+    inner.load_state_dict(adoption.adoptable(state, inner.state_dict()), strict=True, assign=True)
+    adoption.fill_meta(model, dict(fill() if fill is not None else {}), factory)
     return model
 
 

@@ -7,7 +7,10 @@ embeddings). The tiny synthetic checkpoint used by tests and demos takes that sa
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import json
+import math
 import os
 import pickle
 import re
@@ -239,7 +242,7 @@ def load_clip(source: str | os.PathLike[str], device: str | torch.device = "cpu"
                                  f"to the internet once, or choose a local file. {SAFETENSORS_HINT}") from e
         return ClipModel(model, "openai", device, cache_dir)
     path = Path(source).expanduser()
-    model = build_clip(read_clip_state_dict(path), name=path.name)
+    model = build_clip(read_clip_state_dict(path), name=path.name, adopt=True)
     return ClipModel(model, _sha256(path), device, cache_dir)
 
 
@@ -248,8 +251,11 @@ def uses_quick_gelu(model: torch.nn.Module) -> bool:
     return bool(acts) and all(isinstance(m, QuickGELU) for m in acts)
 
 
-def build_clip(state_dict: dict[str, torch.Tensor], name: str = "the CLIP file") -> CLIP:
-    """An open_clip CLIP (always QuickGELU, float32) shaped by an OpenAI-layout ViT state dict."""
+def build_clip(state_dict: dict[str, torch.Tensor], name: str = "the CLIP file", adopt: bool = False) -> CLIP:
+    """An open_clip CLIP (always QuickGELU, float32) shaped by an OpenAI-layout ViT state dict.
+
+    With `adopt`, the float32 tensors of `state_dict` become the model's weights (no second
+    copy of CLIP's 600 MB), so the caller must not use them afterwards."""
     sd = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()
           if k not in _NOT_WEIGHTS and not k.endswith("attn_mask")}
     try:
@@ -271,8 +277,14 @@ def build_clip(state_dict: dict[str, torch.Tensor], name: str = "the CLIP file")
             # The causal mask is context_length squared floats, and no tensor in the file backs it.
             raise ValueError(f"a text context of {text.context_length} tokens (OpenAI's CLIP has 77)")
 
-        def make() -> CLIP:
+        def make(vision: CLIPVisionCfg = vision, text: CLIPTextCfg = text) -> CLIP:
             return CLIP(sd["text_projection"].shape[1], vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+        def causal_mask() -> dict[str, torch.Tensor]:
+            # The one tensor no file holds, from a CLIP of one narrow layer with this context.
+            small = make(CLIPVisionCfg(layers=1, width=64, patch_size=vision.patch_size, image_size=vision.image_size),
+                         CLIPTextCfg(context_length=text.context_length, vocab_size=1, width=8, heads=1, layers=1))
+            return {"attn_mask": small.attn_mask}
 
         with torch.device("meta"):
             expected = set(make().state_dict())
@@ -280,7 +292,7 @@ def build_clip(state_dict: dict[str, torch.Tensor], name: str = "the CLIP file")
             raise ValueError(f"missing {', '.join(missing[:3])}")
         if unexpected := sorted(sd.keys() - expected):
             raise ValueError(f"unexpected {', '.join(unexpected[:3])}")
-        model = checkpoint.build_checked(make, sd)
+        model = checkpoint.build_checked(make, sd, adopt=adopt, fill=causal_mask)
     except (KeyError, ValueError, RuntimeError, IndexError, AssertionError, TypeError, AttributeError) as e:
         detail = checkpoint.one_line(e, 200)
         raise ModelFileError(
@@ -305,7 +317,7 @@ def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
             obj: Any = _read_zip(path)
         elif (head[8:9] == b"{" and header_len < size) or path.suffix == ".safetensors":
             # safetensors checks every header entry against the file before it reads data.
-            obj = safetensors.torch.load_file(str(path), device="cpu")
+            obj = _read_safetensors(path)
         else:
             obj = checkpoint.torch_load(path, what=_WHAT)
     except UnsafePickleError as e:
@@ -383,6 +395,42 @@ def _count_blocks(sd: dict[str, torch.Tensor], prefix: str) -> int:
     return len({m.group(1) for k in sd if (m := pattern.match(k))})
 
 
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file read into memory of its own (torch's, aligned as
+    any tensor it allocates), never mapped: the tensors become the model's weights, and a
+    mapping would tie the file to the session."""
+    with safetensors.safe_open(str(path), framework="pt") as f:  # checks every entry against the file
+        keys = list(f.keys())
+    out: dict[str, torch.Tensor] = {}
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        header_len = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(header_len))
+        for key in keys:
+            info = header[key]
+            dtype = _SAFETENSORS_DTYPES.get(str(info["dtype"]))
+            start, end = (int(x) for x in info["data_offsets"])
+            shape = [int(n) for n in info["shape"]]
+            if dtype is None:
+                raise ModelFileError(f"{path.name}: tensor {key[:60]} is of type {str(info['dtype'])[:10]}, "
+                                     "which CLIP weights do not use")
+            nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            if end - start != nbytes or 8 + header_len + end > size:
+                raise ModelFileError(f"{path.name} changed while it was read, or is damaged")
+            t = torch.empty(shape, dtype=dtype)
+            if nbytes:
+                fh.seek(8 + header_len + start)
+                if fh.readinto((ctypes.c_char * nbytes).from_address(t.data_ptr())) != nbytes:
+                    raise ModelFileError(f"{path.name} is truncated. Download it again.")
+            out[key] = t
+    return out
+
+
 def _sha256(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -396,7 +444,8 @@ def _read_zip(path: Path) -> Any:
     with zf:
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist()):
             return _read_torchscript(zf, path.name)
-    return checkpoint.torch_load(path, what=_WHAT)
+    # Read into memory, not mapped: the loaded tensors become the model's weights.
+    return checkpoint.torch_load(path, what=_WHAT, mmap=False)
 
 
 class _ScriptObject:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from styleclip_desktop.errors import ModelFileError
-from styleclip_desktop.nets import checkpoint
+from styleclip_desktop.nets import adoption, checkpoint
 from styleclip_desktop.nets.irse import (
     TINY_IRSE,
     IRSEBackbone,
@@ -205,7 +205,9 @@ def load_e4e(
 
 def _load_e4e(path: str | os.PathLike[str], name: str, device: str | torch.device, keep_decoder: bool,
               latent_avg_fallback: Tensor | None, require_latent_avg: bool) -> E4E:
-    ckpt = torch_load(path)
+    # Read into memory, not mapped: the encoder's tensors become the network's weights, so
+    # the file's 1 GB is held once, and what the encoder never uses is freed on return.
+    ckpt = torch_load(path, mmap=False)
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
         raise ModelFileError(f"{name} is not an e4e checkpoint: it has no 'state_dict'")
     full = ckpt["state_dict"]
@@ -221,7 +223,8 @@ def _load_e4e(path: str | os.PathLike[str], name: str, device: str | torch.devic
     progressive = opts.get("encoder_type", "Encoder4Editing") != "GradualStyleEncoder"
     cfg = e4e_config_from_state_dict(enc, progressive=progressive)
     try:
-        model = checkpoint.build_checked(lambda: E4E(cfg), enc, "encoder")
+        model = checkpoint.build_checked(lambda: E4E(cfg), enc, "encoder", adopt=True,
+                                         fill=lambda: {"latent_avg": torch.zeros(cfg.num_ws, cfg.w_dim)})
     except RuntimeError as exc:
         raise ModelFileError(f"{name}: encoder weights do not fit the network: {checkpoint.one_line(exc)}") from None
 
@@ -245,6 +248,8 @@ def _load_e4e(path: str | os.PathLike[str], name: str, device: str | torch.devic
     model.has_decoder = bool(dec_keys)
     if keep_decoder and dec_keys:
         model.decoder_state = {k[len("decoder.") :]: full[k] for k in dec_keys}
+    del ckpt, full, enc  # the rest of the file (the decoder, unless kept) is freed here
+    adoption.release_freed_memory()
     return model.eval().requires_grad_(False).to(device)
 
 

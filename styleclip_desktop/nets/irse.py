@@ -229,12 +229,15 @@ def _unwrap_state_dict(obj: Any) -> StateDict:
     return sd
 
 
-def torch_load(path: str | os.PathLike[str]) -> Any:
-    """torch.load without executing code; memory-mapped where the file format allows it."""
-    return checkpoint.torch_load(path)
+def torch_load(path: str | os.PathLike[str], mmap: bool = True) -> Any:
+    """torch.load without executing code; memory-mapped where the file format allows it,
+    unless `mmap` is False (for tensors a network adopts as its weights)."""
+    return checkpoint.torch_load(path, mmap=mmap)
 
 
-def arcface_from_state_dict(sd: Mapping[str, Tensor]) -> ArcFace:
+def arcface_from_state_dict(sd: Mapping[str, Tensor], adopt: bool = False) -> ArcFace:
+    """The network for an ArcFace state dict; with `adopt`, `sd`'s tensors become its
+    weights (no second copy), so the caller must not use them afterwards."""
     cfg = irse_config_from_state_dict(sd)
     if "output_layer.3.weight" not in sd:
         raise ModelFileError("not an ArcFace network: the output layer is missing")
@@ -245,7 +248,8 @@ def arcface_from_state_dict(sd: Mapping[str, Tensor]) -> ArcFace:
         raise ModelFileError("ArcFace output layer does not match the backbone width")
     try:
         net = checkpoint.build_checked(
-            lambda: ArcFace(cfg, embed, side * 16, affine_output="output_layer.4.weight" in sd), dict(sd))
+            lambda: ArcFace(cfg, embed, side * 16, affine_output="output_layer.4.weight" in sd), dict(sd),
+            adopt=adopt)
     except RuntimeError as exc:
         raise ModelFileError(f"ArcFace weights do not fit the network: {checkpoint.one_line(exc)}") from None
     return net.eval().requires_grad_(False)
@@ -255,7 +259,8 @@ def load_arcface(path: str | os.PathLike[str], device: str | torch.device = "cpu
     """Load `model_ir_se50.pth` (or any IR-SE ArcFace in that layout), ready for inference."""
     name = Path(path).name
     try:
-        net = arcface_from_state_dict(_unwrap_state_dict(torch_load(path)))
+        # Read into memory, not mapped: the file's tensors become the network's weights.
+        net = arcface_from_state_dict(_unwrap_state_dict(torch_load(path, mmap=False)), adopt=True)
     except ModelFileError as exc:
         raise checkpoint.named(exc, name) from None
     except checkpoint.MALFORMED as exc:  # whatever else a crafted file makes the code above raise

@@ -87,8 +87,8 @@ class GeneratorConfig:
 
 
 def fir_filter_1d() -> Tensor:
-    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    return f / f.sum()
+    # [1, 3, 3, 1] / 8, written out: exact in binary, and no arithmetic on the meta device.
+    return torch.tensor([0.125, 0.375, 0.375, 0.125])
 
 
 def upfirdn2d(x: Tensor, f1d: Tensor, up: int = 1, pad: tuple[int, int] = (0, 0), gain: float = 1.0) -> Tensor:
@@ -132,9 +132,9 @@ class EqualLinear(nn.Module):
     """Fully connected layer with an equalized learning rate (runtime weight scaling)."""
 
     def __init__(self, in_features: int, out_features: int, lr_mul: float = 1.0,
-                 bias_init: float = 0.0, activate: bool = False) -> None:
+                 bias_init: float = 0.0, activate: bool = False, init: bool = True) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.weight = nn.Parameter(_fresh(out_features, in_features, init=init, divisor=lr_mul))
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
         self.weight_gain = lr_mul / math.sqrt(in_features)
         self.bias_gain = lr_mul
@@ -148,6 +148,18 @@ class EqualLinear(nn.Module):
         return x
 
 
+def _fresh(*shape: int, init: bool = True, divisor: float = 1.0) -> Tensor:
+    """Seeded-normal starting values, or uninitialised memory for a layer about to be loaded.
+
+    On the meta device (a loader's size check) nothing is drawn: random and out-of-place
+    ops there load torch's symbolic-shape machinery, seconds on first use.
+    """
+    blank = torch.empty(*shape)
+    if not init or blank.is_meta:
+        return blank
+    return torch.randn(*shape) / divisor if divisor != 1.0 else torch.randn(*shape)
+
+
 def normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
@@ -155,12 +167,12 @@ def normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
 class MappingNetwork(nn.Module):
     w_avg: Tensor
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float) -> None:
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, init: bool = True) -> None:
         super().__init__()
         dims = [z_dim] + [w_dim] * num_layers
         self.num_layers = num_layers
         for i in range(num_layers):
-            setattr(self, f"fc{i}", EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True))
+            setattr(self, f"fc{i}", EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True, init=init))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: Tensor) -> Tensor:
@@ -177,15 +189,15 @@ class StyledConv(nn.Module):
     filter: Tensor
 
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: bool,
-                 conv_clamp: float | None) -> None:
+                 conv_clamp: float | None, init: bool = True) -> None:
         super().__init__()
         self.in_ch, self.out_ch, self.up, self.resolution = in_ch, out_ch, up, resolution
         self.conv_clamp = conv_clamp
-        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 3, 3))
+        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0, init=init)
+        self.weight = nn.Parameter(_fresh(out_ch, in_ch, 3, 3, init=init))
         self.bias = nn.Parameter(torch.zeros(out_ch))
         self.noise_strength = nn.Parameter(torch.zeros([]))
-        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.register_buffer("noise_const", _fresh(resolution, resolution, init=init))
         self.register_buffer("filter", fir_filter_1d())
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
@@ -205,11 +217,12 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_ch: int, img_channels: int, w_dim: int, conv_clamp: float | None) -> None:
+    def __init__(self, in_ch: int, img_channels: int, w_dim: int, conv_clamp: float | None,
+                 init: bool = True) -> None:
         super().__init__()
         self.conv_clamp = conv_clamp
-        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
-        self.weight = nn.Parameter(torch.randn(img_channels, in_ch, 1, 1))
+        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0, init=init)
+        self.weight = nn.Parameter(_fresh(img_channels, in_ch, 1, 1, init=init))
         self.bias = nn.Parameter(torch.zeros(img_channels))
         self.weight_gain = 1.0 / math.sqrt(in_ch)
 
@@ -242,12 +255,13 @@ class Generator(nn.Module):
     mapping: MappingNetwork
     filter: Tensor
 
-    def __init__(self, config: GeneratorConfig | None = None) -> None:
+    def __init__(self, config: GeneratorConfig | None = None, init: bool = True) -> None:
+        """`init=False` leaves the weights uninitialised, for a loader that assigns them all."""
         super().__init__()
         cfg = config or GeneratorConfig()
         self.config = cfg
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_mul)
-        self.const = nn.Parameter(torch.randn(cfg.channels_at(4), 4, 4))
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_mul, init=init)
+        self.const = nn.Parameter(_fresh(cfg.channels_at(4), 4, 4, init=init))
         self.convs = nn.ModuleList()
         self.torgbs = nn.ModuleList()
         slots: list[StyleSlot] = []
@@ -258,10 +272,10 @@ class Generator(nn.Module):
             ups = [False] if res == 4 else [True, False]
             for up in ups:
                 in_ch = prev if up else ch
-                self.convs.append(StyledConv(in_ch, ch, cfg.w_dim, res, up, cfg.conv_clamp))
+                self.convs.append(StyledConv(in_ch, ch, cfg.w_dim, res, up, cfg.conv_clamp, init=init))
                 slots.append(StyleSlot(len(slots), res, "conv", in_ch, conv_index))
                 conv_index += 1
-            self.torgbs.append(ToRGB(ch, cfg.img_channels, cfg.w_dim, cfg.conv_clamp))
+            self.torgbs.append(ToRGB(ch, cfg.img_channels, cfg.w_dim, cfg.conv_clamp, init=init))
             slots.append(StyleSlot(len(slots), res, "torgb", ch, conv_index))
             prev = ch
         self.slots: tuple[StyleSlot, ...] = tuple(slots)
@@ -358,6 +372,37 @@ class Generator(nn.Module):
     def sample_w(self, n: int, seed: int, psi: float = 0.7, device: torch.device | str = "cpu") -> Tensor:
         z = torch.from_numpy(np.random.RandomState(seed).randn(n, self.config.z_dim).astype(np.float32))
         return self.mapping_forward(z.to(device), psi)
+
+
+def state_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor of `Generator(config).state_dict()` and its shape, with nothing built.
+
+    Loaders check a checkpoint against this before allocating a generator, so a file that
+    claims a huge network is refused without the memory (or the time) to build one.
+    """
+    cfg = config
+    shapes: dict[str, tuple[int, ...]] = {"const": (cfg.channels_at(4), 4, 4), "filter": (4,),
+                                          "mapping.w_avg": (cfg.w_dim,)}
+    dims = [cfg.z_dim] + [cfg.w_dim] * cfg.mapping_layers
+    for i in range(cfg.mapping_layers):
+        shapes[f"mapping.fc{i}.weight"] = (dims[i + 1], dims[i])
+        shapes[f"mapping.fc{i}.bias"] = (dims[i + 1],)
+    conv = 0
+    prev = cfg.channels_at(4)
+    for t, res in enumerate(cfg.resolutions):
+        ch = cfg.channels_at(res)
+        for up in ([False] if res == 4 else [True, False]):
+            in_ch = prev if up else ch
+            p = f"convs.{conv}."
+            shapes.update({p + "weight": (ch, in_ch, 3, 3), p + "bias": (ch,), p + "noise_strength": (),
+                           p + "noise_const": (res, res), p + "filter": (4,),
+                           p + "affine.weight": (in_ch, cfg.w_dim), p + "affine.bias": (in_ch,)})
+            conv += 1
+        p = f"torgbs.{t}."
+        shapes.update({p + "weight": (cfg.img_channels, ch, 1, 1), p + "bias": (cfg.img_channels,),
+                       p + "affine.weight": (ch, cfg.w_dim), p + "affine.bias": (ch,)})
+        prev = ch
+    return shapes
 
 
 # --- S packing helpers ----------------------------------------------------------------

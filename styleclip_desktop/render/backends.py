@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -106,17 +107,42 @@ def _need(clip: Any | None) -> Any:
     return clip
 
 
+@dataclass(frozen=True)
+class OrtSettings:
+    """How an ONNX Runtime session runs on the CPU (the render benchmark compares them)."""
+
+    # Idle ORT threads otherwise spin for a while after each run, taking the CPU from the
+    # UI thread and from the torch work (W+ -> S, CLIP) that follows a render.
+    spinning: bool = False
+    threads: int = 0  # intra-op threads; 0: one per physical core
+    optimization: str = "all"  # "basic", "extended" or "all" (adds the NCHWc layout)
+    arena: bool = True  # ORT's CPU memory arena
+    # Off: ORT would otherwise plan one buffer for all of a run's intermediate tensors,
+    # about 1 GB more at 1024 px, and the render bench measured no gain from it.
+    mem_pattern: bool = False
+
+    def label(self) -> str:
+        return (f"spin={'on' if self.spinning else 'off'} threads={self.threads or 'auto'} "
+                f"opt={self.optimization} arena={'on' if self.arena else 'off'} "
+                f"pattern={'on' if self.mem_pattern else 'off'}")
+
+
 class OrtSession:
     """One ONNX Runtime session and the provider it really got (ORT falls back silently)."""
 
-    def __init__(self, path: Path, want_cuda: bool) -> None:
+    def __init__(self, path: Path, want_cuda: bool, settings: OrtSettings = OrtSettings()) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # our notices say what matters; ORT's warnings are noise
-        # Idle ORT threads otherwise spin for a while after each run, taking the CPU from
-        # the UI thread and from the torch work (W+ -> S, CLIP) that follows a render.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+        options.intra_op_num_threads = settings.threads
+        options.enable_cpu_mem_arena = settings.arena
+        options.enable_mem_pattern = settings.mem_pattern
+        levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        options.graph_optimization_level = levels[settings.optimization]
         providers = ["CPUExecutionProvider"]
         if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

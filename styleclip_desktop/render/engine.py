@@ -7,12 +7,14 @@ snapshot taken on the caller's thread, so the worker never sees a document the U
 changing.
 
 Preview strategy: while an alpha slider is dragged the GUI asks for `preview=True`, the
-early exit of the synthesis network at `preview_resolution` (256 px on a GPU, 128 px on a
-CPU, for a 1024px generator; see `default_preview_resolution`). Each new request
-supersedes the waiting one under the same key, so a slow CPU never builds a backlog. On
-release it asks for the full resolution. Timeline keyframes are rendered ahead with
-`precompute` at the lowest priority, yielding to previews between frames, so scrubbing
-mostly hits the frame cache.
+early exit of the synthesis network at `preview_resolution` (256 px for a 1024px
+generator, on a GPU and on a CPU alike; see `default_preview_resolution`). Each new
+request supersedes the waiting one under the same key, so a slow CPU never builds a
+backlog. On release it asks for the full resolution. The current layer's alpha axis is
+rendered ahead at the preview size (`sweeps`, see `prefetch`), so while a slider moves the
+GUI shows a blend of the nearest swept frames at once, until the exact preview arrives.
+Timeline keyframes and those sweeps are rendered ahead with `precompute` at the lowest
+priority, yielding to previews between frames, so scrubbing mostly hits the frame cache.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from styleclip_desktop.methods import global_directions as gd
 from styleclip_desktop.render import onnx_export, stored_directions
 from styleclip_desktop.render.backends import OnnxBackend, TorchBackend, cuda_usable, is_out_of_memory
 from styleclip_desktop.render.pipeline import ModelSet, Renderer, array_key
+from styleclip_desktop.render.prefetch import AxisSweeps
 from styleclip_desktop.render.state import RenderState, snapshot
 from styleclip_desktop.render.worker import Job, JobContext, Priority, Worker
 
@@ -55,16 +58,14 @@ class DirectionInfo:
 
 
 def default_preview_resolution(resolution: int, gpu: bool = False) -> int:
-    """The early exit shown while dragging: a quarter of the side on a GPU (256 at 1024px).
+    """The early exit shown while dragging: a quarter of the side (256 at 1024px).
 
-    On a CPU an eighth (128 at 1024px), but at least 64 px where the generator allows it:
-    the low-resolution blocks are compute-bound and hold most of the FLOPs (the 256 exit
-    is 61% of the 1024 network's), so on a 2-core CPU the 256 exit still costs about 0.4x
-    a full render, too slow to follow a slider; the 128 exit costs about 0.25x.
-    Never below 16 px, never above full size.
+    The same on a CPU as on a GPU (`gpu` is kept for callers that pass it): a 256 exit
+    costs about 0.4x a full render on a 2-core CPU, too slow to follow a slider by
+    itself, but the alpha-axis sweep (`prefetch`) lets a drag show blended neighbours at
+    once while the exact frame renders. Never below 16 px, never above full size.
     """
-    side = resolution // 4 if gpu else max(min(resolution // 4, 64), resolution // 8)
-    return min(resolution, max(16, side))
+    return min(resolution, max(16, resolution // 4))
 
 
 class Engine:
@@ -73,7 +74,8 @@ class Engine:
     def __init__(self, models: ModelSet, device: torch.device | str = "cpu", backend: str = "auto",
                  worker: Worker | None = None, *, onnx_dir: Path | None = None, background_export: bool = True,
                  preview_resolution: int | None = None, fp16: bool = True, frame_cache_mb: int = 512,
-                 export_progress: Callable[[int, int, str], None] | None = None, clip_graphs: bool = True) -> None:
+                 export_progress: Callable[[int, int, str], None] | None = None,
+                 clip_graphs: bool | None = None) -> None:
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
         self.notices: list[str] = []
@@ -92,7 +94,11 @@ class Engine:
         self._own_worker = worker is None
         self.onnx_dir = onnx_dir
         self.fp16 = fp16
-        self.clip_graphs = clip_graphs
+        # CLIP's ONNX graphs by default only on a GPU: on a CPU they would hold a second copy
+        # of CLIP's weights (about 530 MB at ViT-B/32) beside the torch model that serves
+        # text and images anyway.
+        self.clip_graphs = self.device.type == "cuda" if clip_graphs is None else clip_graphs
+        self.sweeps = AxisSweeps(self)  # the current layer's alpha axis, rendered ahead for drags
         self.export_job: Job[OnnxBackend | None] | None = None
         self._exporter: Worker | None = None
         self._listeners: list[Callable[[str], None]] = []
@@ -274,22 +280,31 @@ class Engine:
                 progress(done, total)
 
     def precompute(self, doc_or_state: Document | RenderState, alphas_list: Sequence[Alphas], *,
-                   paste_back: bool = False) -> Job[int]:
-        """Fill the frame cache for these frames at the lowest priority; returns how many were rendered."""
+                   paste_back: bool = False, preview: bool = False, key: str = "precompute",
+                   batch: int | None = None, on_progress: Callable[[int, int, str], None] | None = None) -> Job[int]:
+        """Fill the frame cache for these frames, in order, at the lowest priority; returns
+        how many were rendered. A newer request under the same `key` supersedes this one."""
         state = snapshot(doc_or_state)
         frames = [dict(a) for a in alphas_list]
+        res = self._res(preview)
 
         def run(ctx: JobContext) -> int:
             if paste_back:
                 self.renderer.photo(state)  # decode the photo once, ahead of the first scrub
-            for i in range(0, len(frames), self.batch):
+            step = max(1, batch or self.batch)
+            for i in range(0, len(frames), step):
                 ctx.yield_to_higher()  # previews asked for meanwhile wait one batch, not the whole job
                 ctx.check()
-                self._faces(state, frames[i: i + self.batch], self.resolution)
-                ctx.progress(min(i + self.batch, len(frames)), len(frames), "precomputing frames")
+                self._faces(state, frames[i: i + step], res)
+                ctx.progress(min(i + step, len(frames)), len(frames), "precomputing frames")
             return len(frames)
 
-        return self.worker.submit(run, Priority.PRECOMPUTE, key="precompute")
+        return self.worker.submit(run, Priority.PRECOMPUTE, key=key, on_progress=on_progress)
+
+    def faces(self, doc_or_state: Document | RenderState, alphas_list: Sequence[Alphas | None], *,
+              preview: bool = False) -> list[np.ndarray]:
+        """Aligned faces (no paste-back) for several alpha settings, from the frame cache where it can."""
+        return self._faces(snapshot(doc_or_state), list(alphas_list), self._res(preview))
 
     def _faces(self, state: RenderState, alphas_list: Sequence[Alphas | None], res: int) -> list[np.ndarray]:
         out: list[np.ndarray] = []

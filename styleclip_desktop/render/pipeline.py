@@ -16,6 +16,7 @@ layer that carries its ds, resolved with these models, skips CLIP and fs3 altoge
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import torch
 
-from styleclip_desktop.document import GlobalDirectionParams, MapperParams, OptimizationParams
+from styleclip_desktop.document import GlobalDirectionParams, MapperParams, OptimizationParams, SliderParams
 from styleclip_desktop.errors import ModelFileError, UserError
 from styleclip_desktop.methods import global_directions as gd
+from styleclip_desktop.methods import keep as keep_mod
 from styleclip_desktop.nets.stylegan2 import Generator, pack_styles, to_uint8, unpack_styles
 from styleclip_desktop.render import stored_directions
 from styleclip_desktop.render.state import delta_key
@@ -142,7 +144,7 @@ class Renderer:
         self.G = models.G.to(self.device).eval().requires_grad_(False)
         self.backend: Backend = backend or TorchBackend(self.G, models.clip, self.device)
         self.texts: LRUCache[str, np.ndarray] = LRUCache(512)
-        self.directions: LRUCache[tuple[str, str, float], gd.StyleDirection] = LRUCache(256)
+        self.directions: LRUCache[tuple[str, str, float, tuple[str, ...]], gd.StyleDirection] = LRUCache(256)
         self.styles: LRUCache[str, torch.Tensor] = LRUCache(64)
         self.frames: LRUCache[tuple[str, int, str], np.ndarray] = LRUCache(
             4096, frame_cache_bytes, lambda a: int(a.nbytes))
@@ -173,9 +175,9 @@ class Renderer:
             raise UserError(f"Target and neutral text mean the same to CLIP ({target!r} vs {neutral!r}).")
         return (d / norm).astype(np.float32)
 
-    def direction(self, target: str, neutral: str, beta: float) -> gd.StyleDirection:
-        """ds for a global-direction layer (cached by text, neutral and beta)."""
-        key = (target, neutral, float(beta))
+    def direction(self, target: str, neutral: str, beta: float, keep: Sequence[str] = ()) -> gd.StyleDirection:
+        """ds for a global-direction layer (cached by text, neutral, beta and kept attributes)."""
+        key = (target, neutral, float(beta), tuple(keep))
         hit = self.directions.get(key)
         if hit is not None:
             return hit
@@ -184,8 +186,14 @@ class Renderer:
             raise ModelFileError("global directions need CLIP: download it with `models download clip-vit-b32`")
         if m.fs3 is None or m.stats is None:
             raise ModelFileError("global directions need this generator's fs3 matrix and style statistics")
-        dt = self.text_direction(target, neutral)
-        d = gd.style_direction(m.fs3, dt, m.stats.std, gd.conv_channel_index(self.G), beta)
+        conv = gd.conv_channel_index(self.G)
+        if keep:
+            free = self.direction(target, neutral, beta)
+            kept = [gd.style_direction(m.fs3, self.text_direction(prompt, neutral), m.stats.std, conv, 0.0).ds
+                    for prompt in keep_mod.kept_prompts(keep, keep_mod.shorthands())]
+            d = dataclasses.replace(free, ds=keep_mod.orthogonalize(free.ds, kept, m.stats.std))
+        else:
+            d = gd.style_direction(m.fs3, self.text_direction(target, neutral), m.stats.std, conv, beta)
         self.directions.put(key, d)
         return d
 
@@ -211,7 +219,7 @@ class Renderer:
             digests, size = self.direction_digests(), stored_directions.style_size(self.models)
             if stored_directions.check(p, digests, size).usable:
                 return p.ds.copy()  # the document's arrays are read-only, which torch warns about
-        return self.direction(p.target, p.neutral, p.beta).ds
+        return self.direction(p.target, p.neutral, p.beta, p.keep).ds
 
     def generator_key(self, doc: DocLike) -> str:
         """Content hash of the document's generator delta ("" without one), hashed once per delta object."""
@@ -266,7 +274,18 @@ class Renderer:
                     raise not_installed(p.checkpoint)
                 mapped = self.models.mapper_loader(p.checkpoint)(ws, p.coarse, p.medium, p.fine)
                 ws = ws + alpha * (mapped - ws)
+            elif isinstance(p, SliderParams):
+                ws = ws + alpha * self._slider_delta(p, ws)
         return ws
+
+    def _slider_delta(self, p: SliderParams, ws: torch.Tensor) -> torch.Tensor:
+        """A closed-form slider's unit W+ offset: its direction on its rows, zero elsewhere."""
+        if p.direction.shape[0] != ws.shape[2] or max(p.rows) >= ws.shape[1]:
+            raise UserError(f"the slider {p.default_name()!r} was made for another generator "
+                            f"(W+ of {max(p.rows) + 1}+ rows of {p.direction.shape[0]})")
+        delta = torch.zeros_like(ws)
+        delta[:, list(p.rows)] = torch.from_numpy(np.array(p.direction, np.float32)).to(ws.device)
+        return delta
 
     def styles_for(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
         """Flat S (1, S) with every visible layer applied."""

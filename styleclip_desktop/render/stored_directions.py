@@ -137,8 +137,8 @@ def notices(doc: Any, models: ModelSet) -> list[str]:
 
 def resolved(renderer: Renderer, params: GlobalDirectionParams) -> GlobalDirectionParams:
     """`params` with their ds resolved by `renderer`'s models and the record of them."""
-    d = renderer.direction(params.target, params.neutral, params.beta)
-    source = DirectionSource(params.target, params.neutral, params.beta, renderer.direction_digests())
+    d = renderer.direction(params.target, params.neutral, params.beta, params.keep)
+    source = DirectionSource(params.target, params.neutral, params.beta, renderer.direction_digests(), params.keep)
     return params.with_changes(ds=d.ds, ds_source=source)
 
 

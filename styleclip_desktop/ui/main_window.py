@@ -41,6 +41,7 @@ LAYOUT_VERSION = 1
 # (object name, title, module, class, area)
 PANELS = (
     ("promptDock", "Prompt", "prompt_panel", "PromptPanel", Qt.DockWidgetArea.LeftDockWidgetArea),
+    ("slidersDock", "Sliders", "sliders_panel", "SlidersPanel", Qt.DockWidgetArea.LeftDockWidgetArea),
     ("layersDock", "Layers", "layers_panel", "LayersPanel", Qt.DockWidgetArea.RightDockWidgetArea),
     ("propertiesDock", "Properties", "properties_panel", "PropertiesPanel", Qt.DockWidgetArea.RightDockWidgetArea),
     ("timelineDock", "Timeline", "timeline_panel", "TimelinePanel", Qt.DockWidgetArea.BottomDockWidgetArea),
@@ -163,6 +164,8 @@ class MainWindow(QMainWindow):
         self._add_dock("historyDock", "History", history, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.docks["propertiesDock"], self.docks["historyDock"])
         self.docks["propertiesDock"].raise_()
+        self.tabifyDockWidget(self.docks["promptDock"], self.docks["slidersDock"])
+        self.docks["promptDock"].raise_()
         d = self.docks
         self.resizeDocks([d["promptDock"], d["layersDock"]], [300, 380], Qt.Orientation.Horizontal)
         # At the default 1400x900: five layers in the list and three timeline tracks, unscrolled.

@@ -16,6 +16,10 @@ for (a panel's, undo's, a model reload's) takes the animated layers' alphas at t
 playhead and no caller can forget them; sliders show `shown_alpha`, the value on the
 canvas; and a strength change on an animated layer keys the playhead instead of
 changing a static value nothing shows.
+
+While a slider moves, a preview request first asks the engine's alpha sweep for a
+stand-in (`_show_stand_in`): the exact frame from the cache, or a blend of the two nearest
+swept frames, shown at once; the exact preview then replaces the blend when it arrives.
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class EditorState(QObject):
         self.tasks = TaskList(self)
         self.paste_back = True
         self.image: np.ndarray | None = None  # the picture last delivered by render_ready
+        self.showing_stand_in = False  # that picture is a blend of swept frames, not the exact one
+        self._preview_job: Any = None
         self.original: np.ndarray | None = None
         self._render_seq = 0
         self._shown_seq = 0
@@ -232,12 +238,19 @@ class EditorState(QObject):
             return None
         self._render_seq += 1
         seq = self._render_seq
+        snap, alphas = self._snapshot(), self.playhead_alphas()
+        if preview and self._show_stand_in(seq, snap, alphas):
+            if self._preview_job is not None:
+                self._preview_job.cancel()  # a preview still waiting would show an older position
+            return None  # the exact frame was in the cache: nothing is left to render
         try:
-            job = self.engine.submit_render(self._snapshot(), self.playhead_alphas(), preview=preview,
+            job = self.engine.submit_render(snap, alphas, preview=preview,
                                             paste_back=self.paste_back, key=PREVIEW_KEY if preview else RENDER_KEY)
         except UserError as exc:
             self.error.emit(str(exc))
             return None
+        if preview:
+            self._preview_job = job
         paste_back = self.paste_back
         cancelled = [False]
 
@@ -254,6 +267,7 @@ class EditorState(QObject):
                 return
             self._shown_seq = seq
             self.image = np.asarray(getattr(result, "image", result))
+            self.showing_stand_in = False
             self.render_ready.emit(self.image, preview)
 
         def failed(exc: BaseException) -> None:
@@ -262,6 +276,26 @@ class EditorState(QObject):
 
         watch(job, shown, failed, lambda: self.tasks.end(task), owner=self)
         return job
+
+    def _show_stand_in(self, seq: int, snap: Any, alphas: Mapping[str, float] | None) -> bool:
+        """While a slider moves, show at once what the engine's alpha sweep has for the
+        current layer here: the exact frame (True: nothing is left to render) or a blend of
+        the two nearest swept frames (False), a stand-in the exact render then replaces."""
+        find = getattr(getattr(self.engine, "sweeps", None), "stand_in", None)
+        if find is None or not self.current_layer_id:
+            return False
+        try:
+            found = find(snap, alphas, self.current_layer_id, paste_back=self.paste_back)
+        except Exception:  # a stand-in is a courtesy: the exact render reports real problems
+            log.debug("no stand-in frame", exc_info=True)
+            return False
+        if found is None:
+            return False
+        self._shown_seq = seq
+        self.image = np.asarray(found.image)
+        self.showing_stand_in = bool(found.blended)
+        self.render_ready.emit(self.image, True)
+        return not found.blended
 
     def request_original(self) -> Any:
         """Render the document with every layer switched off (the "before" of a compare)."""

@@ -29,7 +29,7 @@ import torch
 
 from styleclip_desktop.errors import ModelFileError
 from styleclip_desktop.nets import checkpoint
-from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
+from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig, state_shapes
 from styleclip_desktop.weights import safe_pickle
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,9 @@ def _check_stored_filters(tensors: Mapping[str, Any], pattern: str, gain: float)
 
 
 def build_generator(sd: Mapping[str, torch.Tensor], config: GeneratorConfig) -> Generator:
-    # Every tensor is checked on a generator with no storage first: the real one is only
+    # Every tensor is checked against the shapes the config implies first: the generator is only
     # allocated once the file has proved it holds that many numbers.
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
+    expected = state_shapes(config)
     missing = [k for k in expected if k not in sd and not k.endswith("filter")]
     if missing:
         raise ModelFileError(f"the checkpoint lacks {len(missing)} generator tensors (first: {missing[0]})")
@@ -215,8 +214,11 @@ def build_generator(sd: Mapping[str, torch.Tensor], config: GeneratorConfig) -> 
         if tuple(sd[k].shape) != shape:
             raise ModelFileError(f"tensor {k} has shape {tuple(sd[k].shape)}, expected {shape}")
         checkpoint.check_tensor(sd[k], "the generator", k)
-    G = Generator(config)
-    G.load_state_dict({k: sd[k].float() if k in sd else v for k, v in G.state_dict().items()})
+    # The checked tensors become the weights themselves (no second copy, no random start);
+    # from the converted-weights cache they stay memory-mapped until first written.
+    G = Generator(config, init=False)
+    own = G.state_dict()
+    G.load_state_dict({k: sd[k].float().contiguous() if k in sd else v for k, v in own.items()}, assign=True)
     return G.eval().requires_grad_(False)
 
 

@@ -40,7 +40,7 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def onnx_engine(models: ModelSet, onnx_dir: Path) -> Iterator[Any]:
     from styleclip_desktop.render.engine import Engine
 
-    engine = Engine(models, backend="onnx", onnx_dir=onnx_dir)
+    engine = Engine(models, backend="onnx", onnx_dir=onnx_dir, clip_graphs=True)  # CPU default: torch CLIP
     yield engine
     engine.shutdown()
 

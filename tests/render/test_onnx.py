@@ -62,6 +62,19 @@ def test_clip_encoders_match_torch(onnx_engine: Any, models: ModelSet, batch: in
     assert np.abs(backend.encode_image(images) - ref_i).max() < EMBED_TOL
 
 
+def test_on_a_cpu_clip_is_served_by_torch_alone(onnx_engine: Any, models: ModelSet, onnx_dir: Path) -> None:
+    """CLIP's graphs would hold a second copy of its weights beside the torch model."""
+    from styleclip_desktop.render.engine import Engine
+
+    engine = Engine(models, backend="onnx", onnx_dir=onnx_dir)
+    try:
+        assert engine.backend.kind == "onnx" and engine.backend.text is None and engine.backend.image is None
+        texts = ["a face with grey hair"]
+        assert np.abs(engine.backend.encode_text(texts) - models.clip.encode_text(texts).numpy()).max() < 1e-6  # type: ignore[union-attr]
+    finally:
+        engine.shutdown()
+
+
 def test_exports_are_cached_by_checkpoint_hash(onnx_engine: Any, models: ModelSet, onnx_dir: Path) -> None:
     job = onnx_export.synthesis_job(models.G, 32)
     again = onnx_export.ensure_exported(job, onnx_dir)

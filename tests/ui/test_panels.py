@@ -29,6 +29,7 @@ from styleclip_desktop.document import (
 from styleclip_desktop.render.worker import Priority, Worker
 from styleclip_desktop.ui.panels import LayersPanel, PromptPanel, PropertiesPanel, TimelinePanel
 from styleclip_desktop.ui.panels.prompt_history import PRESETS, PromptHistory
+from styleclip_desktop.ui.panels.properties_panel import kept_from_text
 from styleclip_desktop.ui.state import EditorState
 
 LATENT_SHAPE = (8, 512)
@@ -493,7 +494,7 @@ def test_properties_edit_parameters_through_undo(qtbot: Any, state: EditorState)
     qtbot.addWidget(panel)
     gd = _add(state, "a face with grey hair")
     state.set_current_layer(gd)
-    assert set(panel.fields) == {"target", "neutral", "beta"}
+    assert set(panel.fields) == {"target", "neutral", "beta", "keep"}
     panel.fields["beta"].setValue(0.2)  # type: ignore[attr-defined]
     params = _doc(state).layers.get(gd).params
     assert isinstance(params, GlobalDirectionParams) and params.beta == 0.2
@@ -520,6 +521,34 @@ def test_properties_edit_parameters_through_undo(qtbot: Any, state: EditorState)
     panel.fields["lambda_id"].setValue(0.0)  # type: ignore[attr-defined]
     opt = _doc(state).layers[2].params
     assert isinstance(opt, OptimizationParams) and (opt.steps, opt.lambda_id) == (40, 0.0)
+
+
+def test_kept_attributes_are_typed_stored_shown_and_undone(qtbot: Any, state: EditorState) -> None:
+    panel = PropertiesPanel(state)
+    qtbot.addWidget(panel)
+    layer = _add(state, "a face with grey hair")
+    state.set_current_layer(layer)
+    keep = panel.fields["keep"]
+    assert keep.text() == ""  # type: ignore[attr-defined]
+    keep.setText(" age,glasses , ,a face with a hat")  # type: ignore[attr-defined]
+    keep.editingFinished.emit()  # type: ignore[attr-defined]
+    params = _doc(state).layers.get(layer).params
+    assert isinstance(params, GlobalDirectionParams) and params.keep == ("age", "glasses", "a face with a hat")
+    panel.sync()
+    assert keep.text() == "age, glasses, a face with a hat"  # type: ignore[attr-defined]
+    keep.editingFinished.emit()  # the same list again is no new undo step
+    state.undo_stack.undo()
+    assert _doc(state).layers.get(layer).params.keep == ()  # type: ignore[attr-defined]
+    assert keep.text() == ""  # type: ignore[attr-defined]
+    state.undo_stack.redo()
+    state.push(actions.set_params(_doc(state), layer, keep=()))
+    assert keep.text() == ""  # type: ignore[attr-defined]
+
+
+def test_the_keep_text_splits_on_commas() -> None:
+    assert kept_from_text("") == ()
+    assert kept_from_text("age") == ("age",)
+    assert kept_from_text(" age , , gender,") == ("age", "gender")
 
 
 def test_properties_alpha_drag_is_one_step(qtbot: Any, state: EditorState, engine: FakeEngine) -> None:
@@ -668,3 +697,29 @@ def test_optimization_layer_runs_on_the_real_engine(qtbot: Any, real_engine: Any
     assert frames and frames[-1].shape == (32, 32, 3)
     state.undo_stack.undo()  # the result is one undoable step
     assert _doc(state).layers.get(layer_id).params.delta is None  # type: ignore[attr-defined]
+
+
+def test_properties_show_the_leak_meter_after_exact_renders(qtbot: Any, real_engine: Any) -> None:
+    from styleclip_desktop.render.leak_meter import measure
+
+    state = _real_state(real_engine)
+    panel = PropertiesPanel(state)
+    qtbot.addWidget(panel)
+    layer_id = _add(state, "a face with grey hair", alpha=3.0, beta=0.01)
+    state.set_current_layer(layer_id)
+    assert panel.leak is not None
+    qtbot.waitUntil(lambda: panel.leak.report is not None, timeout=30000)  # type: ignore[union-attr]
+    want = measure(real_engine, _doc(state), layer_id)
+    got = panel.leak.report  # type: ignore[union-attr]
+    assert got is not None and got.attributes == pytest.approx(want.attributes, abs=1e-6)
+    bars = panel.leak.bars  # type: ignore[union-attr]
+    assert set(bars) == {"→ a face with grey hair", *want.attributes}
+    assert bars["age"].format() == f"{want.attributes['age']:+.3f}"
+    assert "identity" in panel.leak.status.text().lower()  # type: ignore[union-attr]
+    # A preview (a drag) never starts a measurement; the next exact render does.
+    panel.leak.report = None  # type: ignore[union-attr]
+    state.render_ready.emit(np.zeros((8, 8, 3), np.uint8), True)
+    qtbot.wait(300)
+    assert panel.leak.report is None  # type: ignore[union-attr]
+    state.render_ready.emit(np.zeros((8, 8, 3), np.uint8), False)
+    qtbot.waitUntil(lambda: panel.leak.report is not None, timeout=30000)  # type: ignore[union-attr]

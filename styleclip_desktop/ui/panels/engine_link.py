@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from styleclip_desktop.errors import Cancelled, UserError
+from styleclip_desktop.ui.panels.widgets import SLIDER_STEPS_PER_UNIT, alpha_range
 from styleclip_desktop.ui.state import EditorState
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,16 @@ class EngineLink(QObject):
         self._preview_job: Any = None
         self._precompute_job: Any = None
         self._precompute_key: object = None
+        # Any change may make the current layer's swept alpha axis stale: ask for it again
+        # once the change is done (one event-loop turn later, so a burst asks once).
+        self._sweep_timer = QTimer(self)
+        self._sweep_timer.setSingleShot(True)
+        self._sweep_timer.setInterval(0)
+        self._sweep_timer.timeout.connect(self.sweep_current)
+        for signal in ("document_changed", "current_layer_changed", "document_replaced", "engine_changed"):
+            emitter = getattr(state, signal, None)
+            if emitter is not None:
+                emitter.connect(lambda *_args: self._sweep_timer.start())
 
     @classmethod
     def of(cls, state: EditorState) -> EngineLink:
@@ -179,6 +190,27 @@ class EngineLink(QObject):
 
         self.watch(job, shown)
         return job
+
+    def sweep_current(self) -> Any:
+        """Have the engine render the current layer's alpha axis ahead over its slider's
+        range (a drag then shows blended neighbours at once); the engine keeps a sweep that
+        is still current and supersedes a stale one. Returns the sweep's job, if any."""
+        sweeps = getattr(self.engine, "sweeps", None)
+        doc, layer_id = self.state.document, getattr(self.state, "current_layer_id", "")
+        if sweeps is None:
+            return None
+        if doc is None or not layer_id or layer_id not in doc.layers:
+            sweeps.cancel()
+            return None
+        from styleclip_desktop.render.prefetch import AxisRange
+
+        lo, hi = alpha_range(doc.layers.get(layer_id).kind)
+        alphas = getattr(self.state, "playhead_alphas", lambda: None)()
+        try:
+            return sweeps.sweep(self.engine.snapshot(doc), layer_id, AxisRange(lo, hi, SLIDER_STEPS_PER_UNIT), alphas)
+        except Exception:  # rendering ahead is a courtesy: the renders the user asks for report problems
+            log.debug("alpha sweep not started", exc_info=True)
+            return None
 
     def show_cached(self, alphas: Mapping[str, float]) -> bool:
         """Show a frame at once, on this thread, when the engine's frame cache already has

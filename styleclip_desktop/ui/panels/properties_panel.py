@@ -39,6 +39,7 @@ from styleclip_desktop.document import (
 from styleclip_desktop.methods import optimization_settings as opt_settings
 from styleclip_desktop.ui.panels.editing import refused_by_lock
 from styleclip_desktop.ui.panels.engine_link import EngineLink
+from styleclip_desktop.ui.panels.leak_bars import LeakBars
 from styleclip_desktop.ui.panels.widgets import AlphaControl, DocumentFollower, is_alive
 from styleclip_desktop.ui.state import EditorState
 
@@ -69,6 +70,11 @@ def loaded_identities(engine: Any) -> dict[str, str] | None:
         if isinstance(ids, dict):
             return ids
     return None
+
+
+def kept_from_text(text: str) -> tuple[str, ...]:
+    """"age, glasses" -> ("age", "glasses"): the Keep field's list (empty: keep nothing)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _typing_in(widget: QWidget) -> bool:
@@ -122,6 +128,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self.fields: dict[str, QWidget] = {}
         self.alpha: AlphaControl | None = None
         self.presets: QComboBox | None = None  # an optimization layer's published defaults
+        self.leak: LeakBars | None = None
         self._doc_lines: list[tuple[str, str, bool]] | None = None
 
         self.layer_box = QGroupBox("Layer")
@@ -152,6 +159,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
         state.current_layer_changed.connect(lambda _id: self.sync())
         state.playhead_changed.connect(lambda _frame: self.sync() if is_alive(self) else None)
         state.engine_changed.connect(self._on_engine)
+        state.render_ready.connect(lambda _image, preview: self._measure_leak() if not preview else None)
         self._bind(state.document)
         self._on_engine(state.engine)
 
@@ -198,9 +206,24 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self.fields = {}
         self.alpha = None
         self.presets = None
+        self.leak = None
         if layer is None:
             self.layer_form.addRow(QLabel("No layer selected"))
             return
+        self._build_params(layer)
+        self.leak = LeakBars(self.link)
+        self.layer_form.addRow(QLabel("What else it changes"))
+        self.layer_form.addRow(self.leak)
+        self._measure_leak()
+
+    def _measure_leak(self) -> None:
+        """After an exact render: the current layer's leak report, in the background."""
+        layer = self.current_layer()
+        if not is_alive(self) or self.leak is None or layer is None or self._doc is None:
+            return
+        self.leak.measure(self._doc, layer.id, self.state.playhead_alphas())
+
+    def _build_params(self, layer: Layer) -> None:
         self.layer_form.addRow("Method", QLabel(layer.params.label))
         self.alpha = AlphaControl(layer.kind)
         self.alpha.dragged.connect(self._alpha_dragged)
@@ -212,6 +235,12 @@ class PropertiesPanel(DocumentFollower, QWidget):
             self._text("target", "Target text")
             self._text("neutral", "Neutral text")
             self._double("beta", "β", 0.0, 1.0, 2, 0.01)
+            keep = QLineEdit()
+            keep.setPlaceholderText("e.g. age, glasses")
+            keep.setToolTip("Attributes this edit must leave alone, separated by commas: age, gender, glasses, "
+                            "or any text. The direction is made orthogonal to each one's own direction.")
+            keep.editingFinished.connect(lambda: self._edit("keep", kept_from_text(keep.text())))
+            self._add("keep", "Keep", keep)
         elif isinstance(p, MapperParams):
             combo = QComboBox()
             combo.setEditable(True)
@@ -300,13 +329,12 @@ class PropertiesPanel(DocumentFollower, QWidget):
         if self.alpha is not None:
             self.alpha.set_value(self.state.shown_alpha(layer.id))  # an animated strength at the playhead
             self.alpha.setEnabled(not layer.locked)
-        values = layer.params.to_json()
         for name, widget in self.fields.items():
-            value = values.get(name)
+            value = getattr(layer.params, name, None)
             widget.blockSignals(True)
             if isinstance(widget, QLineEdit):
                 if not _typing_in(widget):
-                    widget.setText(str(value))
+                    widget.setText(", ".join(value) if isinstance(value, tuple | list) else str(value))
             elif isinstance(widget, QComboBox):
                 if not _typing_in(widget):
                     widget.setCurrentText(str(value))
@@ -341,7 +369,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
         layer = self.current_layer()
         if layer is None or self._doc is None or value == "":
             return
-        if layer.params.to_json().get(name) == value or refused_by_lock(self.state, layer.id):
+        if getattr(layer.params, name, None) == value or refused_by_lock(self.state, layer.id):
             return
         self.state.push(actions.set_params(self._doc, layer.id, **{name: value}))
         self.link.request_render(preview=False)
