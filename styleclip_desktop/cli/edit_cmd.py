@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import Cancelled, UsageError, UserError
 from styleclip_desktop.methods import optimization_settings as settings
+from styleclip_desktop.methods.optimization_settings import DEFAULT_LAMBDA_KEEP
 
 if TYPE_CHECKING:
     import torch
@@ -52,8 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "offset (default 1); negative pushes away")
     p.add_argument("--beta", type=float, default=0.15, help="global: disentanglement threshold 0.08-0.30 (default 0.15)")
     p.add_argument("--keep", action="append", default=[], metavar="TEXT",
-                   help='global: an attribute the edit must not change, e.g. "age", "glasses" or any text '
-                        "(repeatable; the direction is made orthogonal to each)")
+                   help='an attribute the edit must not change, e.g. "age", "glasses" or any text (repeatable). '
+                        "global: the direction is made orthogonal to each; optimize: each one's CLIP similarity "
+                        "is held at its start, weighted by --lambda-keep")
+    p.add_argument("--lambda-keep", type=float, default=DEFAULT_LAMBDA_KEEP,
+                   help=f"optimize: the weight of the kept attributes (default {DEFAULT_LAMBDA_KEEP:g})")
     p.add_argument("--mapper", metavar="ID|PATH", help="mapper: a catalog id such as 'afro' or a mapper file")
     add_level_switches(p)
     add_optimization_options(p, (settings.MODE_EDIT, settings.MODE_EDIT_IDENTITY), "optimize: ")
@@ -118,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--target is required for --method {args.method}")
     if args.method == "mapper" and not args.mapper:
         raise UsageError("--mapper ID|PATH is required for --method mapper")
-    if args.keep and args.method != "global":
-        raise UsageError("--keep works with --method global")
+    if args.keep and args.method == "mapper":
+        raise UsageError("--keep works with --method global and --method optimize")
     out_suffix = args.output.suffix.lower()
     if out_suffix not in IMAGE_OUTPUTS | {".scproj"}:
         raise UsageError("-o must be an image (.png, .jpg, .webp) or a project (.scproj)")
@@ -227,7 +231,7 @@ def _layer(args: argparse.Namespace, engine: Engine, doc: Document, device: torc
     delta, message = _optimize(args, engine, doc, device)
     return (OptimizationParams(prompt=args.target, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id,
                                steps=args.steps, seed=0, delta=delta, clip_input=args.clip_input,
-                               result=args.result), message)
+                               result=args.result, keep=tuple(args.keep), lambda_keep=args.lambda_keep), message)
 
 
 def _optimize(args: argparse.Namespace, engine: Engine, doc: Document, device: torch.device) -> tuple[Any, str]:
@@ -243,7 +247,8 @@ def _optimize(args: argparse.Namespace, engine: Engine, doc: Document, device: t
                     "use --mode edit-identity or --lambda-id to keep the identity")
     arcface = load_arcface_for(args, device, args.lambda_id)
     cfg = opt.config_for(args.mode, steps=args.steps, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id,
-                         clip_input=args.clip_input, result=args.result)
+                         clip_input=args.clip_input, result=args.result, keep=tuple(args.keep),
+                         lambda_keep=args.lambda_keep)
     with ctrl_c_cancels() as stop:
         result = opt.optimize_latent(G, clip, args.target, ws, cfg, arcface=arcface, cancel=stop,
                                      progress=common.progress_bar("optimizing", "step"))

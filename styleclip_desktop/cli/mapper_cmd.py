@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--lambda-l2", type=float, default=0.8, help="weight of the latent L2 term (default 0.8)")
     t.add_argument("--lambda-id", type=float, default=0.1, help="weight of the identity term (default 0.1; needs ArcFace)")
     t.add_argument("--arcface", type=Path, metavar="PATH", help="ArcFace IR-SE50 weights (model_ir_se50.pth)")
+    t.add_argument("--keep", action="append", default=[], metavar="TEXT",
+                   help='an attribute the mapper must not change, e.g. "age" or any text (repeatable): each '
+                        "face's CLIP similarity to it is held at its start")
+    t.add_argument("--lambda-keep", type=float, default=1.0, help="weight of the kept attributes (default 1)")
     t.add_argument("--checkpoint-every", type=int, default=500, help="save every N steps (default 500)")
     t.add_argument("--seed", type=int, default=0, help="seed for the mapper's start, the samples and the batch order (default 0)")
     t.add_argument("--resume", action="store_true", help="continue training the mapper at --out from its state file")
@@ -149,7 +153,8 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = mm.MapperTrainConfig(prompt=args.prompt, steps=args.steps, batch=args.batch, lr=args.lr,
                                lambda_l2=args.lambda_l2, lambda_id=args.lambda_id, levels=levels,
                                seed=args.seed, checkpoint_every=args.checkpoint_every,
-                               optimizer=args.optimizer, clip_input=args.clip_input)
+                               optimizer=args.optimizer, clip_input=args.clip_input, keep=tuple(args.keep),
+                               lambda_keep=args.lambda_keep)
     device = common.pick_device(args)
     G = common.load_generator(args, device)
     if args.latents:

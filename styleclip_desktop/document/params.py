@@ -342,7 +342,9 @@ class SliderParams(LayerParams):
 
     The direction itself travels in the project, so the layer renders the same wherever
     the project opens; `group`, `index` and `sign` say which eigenvector of which layers
-    it is, and `name` what CLIP found it does ("unnamed" when nothing matched)."""
+    it is, and `name` what CLIP found it does ("unnamed" when nothing matched). With
+    `keep`, the slider's exact style-space image is made orthogonal to the kept
+    attributes (`methods.keep`) and applied in style space."""
 
     kind: ClassVar[str] = "slider"
     space: ClassVar[str] = W_SPACE
@@ -353,6 +355,7 @@ class SliderParams(LayerParams):
         "group": _slider_group,
         "index": v.strict_int,
         "rows": _rows,
+        "keep": _kept,
         "direction": _w_direction,
     }
     _array_fields: ClassVar[tuple[str, ...]] = ("direction",)
@@ -363,6 +366,7 @@ class SliderParams(LayerParams):
     index: int
     rows: tuple[int, ...]
     direction: np.ndarray
+    keep: tuple[str, ...] = ()  # attributes held: the slider then acts in style space, orthogonal to them
 
     def default_name(self) -> str:
         return self.name if self.name != "unnamed" else f"{self.group} slider {self.index + 1}"
@@ -370,6 +374,7 @@ class SliderParams(LayerParams):
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
         out["rows"] = list(self.rows)
+        out["keep"] = list(self.keep)
         return out
 
 
@@ -398,7 +403,8 @@ class MapperParams(LayerParams):
 
 
 # Changing any of these makes a computed delta describe a different edit.
-_OPTIMIZATION_INPUTS = ("prompt", "lambda_l2", "lambda_id", "steps", "seed", "clip_input", "result")
+_OPTIMIZATION_INPUTS = ("prompt", "lambda_l2", "lambda_id", "steps", "seed", "clip_input", "result", "keep",
+                        "lambda_keep")
 
 
 def _choice(options: tuple[str, ...], what: str) -> Callable[[Any], str]:
@@ -433,6 +439,8 @@ class OptimizationParams(LayerParams):
         "seed": _seed,
         "clip_input": _choice(optimization_settings.CLIP_INPUTS, "clip_input"),
         "result": _choice(optimization_settings.RESULTS, "result"),
+        "keep": _kept,
+        "lambda_keep": v.non_negative_float,
         "delta": v.optional_latent_array,
     }
     _array_fields: ClassVar[tuple[str, ...]] = ("delta",)
@@ -445,6 +453,18 @@ class OptimizationParams(LayerParams):
     delta: np.ndarray | None = None
     clip_input: str = optimization_settings.DEFAULT_CLIP_INPUT
     result: str = optimization_settings.DEFAULT_RESULT
+    keep: tuple[str, ...] = ()  # attributes held at their starting CLIP similarity
+    lambda_keep: float = optimization_settings.DEFAULT_LAMBDA_KEEP
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if self.keep:
+            out["keep"] = list(self.keep)
+        elif self.lambda_keep == optimization_settings.DEFAULT_LAMBDA_KEEP:
+            del out["keep"], out["lambda_keep"]  # as layers were before keep existed
+        else:
+            out["keep"] = []
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -> Self:

@@ -12,14 +12,11 @@ as such: 1.0 means unchanged.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from styleclip_desktop.errors import UserError
 
 ARCFACE = "ArcFace"
 CLIP_IMAGE = "CLIP image"
@@ -32,18 +29,11 @@ class LeakPanel:
 
 
 def load_panel(path: Path | None = None) -> LeakPanel:
-    from styleclip_desktop import paths
+    from styleclip_desktop.methods.prompt_files import read_prompt_table
 
-    p = path or paths.resources_dir() / "leak_panel.toml"
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-        panel = LeakPanel(str(data.get("neutral", "a face")),
-                          {str(k): str(v) for k, v in dict(data["attributes"]).items()})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"the leak meter's attribute list {p} is not usable ({exc})") from None
-    if not panel.attributes:
-        raise UserError(f"the leak meter's attribute list {p} names no attributes")
-    return panel
+    neutral, attributes, _ = read_prompt_table("leak_panel.toml", "attributes", "the leak meter's attribute list",
+                                               path)
+    return LeakPanel(neutral, attributes)
 
 
 @dataclass(frozen=True)

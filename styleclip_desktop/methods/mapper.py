@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from styleclip_desktop.errors import ModelFileError, UserError
-from styleclip_desktop.methods.clip_input import check_clip_input
+from styleclip_desktop.methods.clip_input import check_clip_input, encode_for_loss
 from styleclip_desktop.methods.mapper_data import (
     MIX_SOURCES,
     STAND_IN_NOTE,
@@ -48,12 +48,17 @@ from styleclip_desktop.methods.optimization import (
     CancelCheck,
     IdentityNet,
     Progress,
-    clip_loss,
     identity_loss,
     is_cancelled,
+    keep_loss,
+    kept_features,
     prompt_features,
 )
-from styleclip_desktop.methods.optimization_settings import CLIP_INPUT_EXACT, DEFAULT_CLIP_INPUT
+from styleclip_desktop.methods.optimization_settings import (
+    CLIP_INPUT_EXACT,
+    DEFAULT_CLIP_INPUT,
+    DEFAULT_LAMBDA_KEEP,
+)
 from styleclip_desktop.methods.ranger import Ranger
 from styleclip_desktop.nets.clip import ClipModel
 from styleclip_desktop.nets.mapper import (
@@ -81,7 +86,8 @@ TRAINING_KEY = "styleclip_desktop_training"  # the resume state inside mapper fi
 STATE_SUFFIX = ".train-state.pt"
 STATE_FORMAT = "styleclip-desktop mapper training state 1"
 # What a resume state written before these settings existed was trained with.
-LEGACY_SETTINGS = {"optimizer": OPTIMIZER_ADAM, "clip_input": CLIP_INPUT_EXACT}
+LEGACY_SETTINGS = {"optimizer": OPTIMIZER_ADAM, "clip_input": CLIP_INPUT_EXACT, "keep": [],
+                   "lambda_keep": DEFAULT_LAMBDA_KEEP}
 
 # The training-data helpers live in `mapper_data`; callers of this module get them here too.
 __all__ = ["MIX_SOURCES", "STAND_IN_NOTE", "batch_indices", "latent_batch", "latents_fingerprint",
@@ -133,10 +139,15 @@ class MapperTrainConfig:
     out_res: int | None = None  # render at a lower resolution (early exit) to save time
     optimizer: str = DEFAULT_OPTIMIZER
     clip_input: str = DEFAULT_CLIP_INPUT  # how CLIP sees the image: the published loss's by default
+    keep: tuple[str, ...] = ()  # attributes held at each face's starting CLIP similarity
+    lambda_keep: float = DEFAULT_LAMBDA_KEEP
 
     def __post_init__(self) -> None:
         if not self.prompt.strip():
             raise UserError("The prompt is empty: type what the mapper should do to a face.")
+        if self.lambda_keep < 0:
+            raise UserError("lambda_keep must not be negative")
+        object.__setattr__(self, "keep", tuple(self.keep))
         if self.steps < 1 or self.batch < 1 or self.checkpoint_every < 1:
             raise UserError("steps, batch and the checkpoint interval must be at least 1")
         if not self.levels or set(self.levels) - set(LEVEL_NAMES):
@@ -152,6 +163,7 @@ class MapperTrainConfig:
         for k in ("steps", "checkpoint_every"):
             d.pop(k)
         d["levels"] = list(self.levels)
+        d["keep"] = list(self.keep)
         return d
 
 
@@ -162,6 +174,7 @@ class TrainStep:
     clip: float
     l2: float
     identity: float
+    keep: float = 0.0  # sum of |change| of the kept attributes' CLIP similarities
 
 
 @dataclass
@@ -198,18 +211,26 @@ def state_path(out_path: str | os.PathLike[str]) -> Path:
 
 
 def mapper_loss(G: Generator, clip: ClipModel, mapper: LevelsMapper, ws: Tensor, text: Tensor,
-                cfg: MapperTrainConfig, arcface: IdentityNet | None = None) -> tuple[Tensor, TrainStep]:
-    """The training loss on one W+ batch: lambda_clip * CLIP + lambda_l2 * MSE + lambda_id * ID."""
+                cfg: MapperTrainConfig, arcface: IdentityNet | None = None,
+                kept: Tensor | None = None) -> tuple[Tensor, TrainStep]:
+    """The training loss on one W+ batch: lambda_clip * CLIP + lambda_l2 * MSE + lambda_id * ID,
+    plus lambda_keep * the kept attributes' similarity changes when `kept` (K, D) is given."""
     use_id = arcface is not None and cfg.lambda_id > 0
     with torch.no_grad():
-        reference = arcface.identity_features(G(ws, out_res=cfg.out_res)) if use_id else None  # type: ignore[union-attr]
+        start = G(ws, out_res=cfg.out_res) if use_id or kept is not None else ws
+        reference = arcface.identity_features(start) if use_id else None  # type: ignore[union-attr]
+        kept_start = None if kept is None else encode_for_loss(clip, start, cfg.clip_input) @ kept.T
     w_hat = ws + MAPPER_SCALE * mapper(ws)
     x_hat = G(w_hat, out_res=cfg.out_res)
-    c = clip_loss(clip, x_hat, text, cfg.clip_input).mean()
+    feats = encode_for_loss(clip, x_hat, cfg.clip_input)
+    c = (1.0 - feats @ text.to(clip.device)).mean()
     l2 = F.mse_loss(w_hat, ws)
     idl = identity_loss(arcface, x_hat, reference).mean() if use_id else torch.zeros((), device=x_hat.device)  # type: ignore[arg-type]
-    total = cfg.lambda_clip * c + cfg.lambda_l2 * l2 + cfg.lambda_id * idl
-    return total, TrainStep(0, float(total.detach()), float(c.detach()), float(l2.detach()), float(idl.detach()))
+    kl = keep_loss(feats, kept, kept_start) if kept is not None and kept_start is not None \
+        else torch.zeros((), device=x_hat.device)
+    total = cfg.lambda_clip * c + cfg.lambda_l2 * l2 + cfg.lambda_id * idl + cfg.lambda_keep * kl
+    return total, TrainStep(0, float(total.detach()), float(c.detach()), float(l2.detach()), float(idl.detach()),
+                            float(kl.detach()))
 
 
 def _opts(G: Generator, cfg: MapperTrainConfig, n_latents: int, use_id: bool) -> dict[str, Any]:
@@ -273,12 +294,12 @@ def _save_state(path: Path, state: Mapping[str, Any]) -> None:
 
 # A tensor, not a list of dicts: 50,000 steps of history stay small and load fast.
 def _history_tensor(history: list[TrainStep]) -> Tensor:
-    rows = [[h.step, h.total, h.clip, h.l2, h.identity] for h in history]
-    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 5)
+    rows = [[h.step, h.total, h.clip, h.l2, h.identity, h.keep] for h in history]
+    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 6)
 
 
 def _history_list(t: Any) -> list[TrainStep]:
-    if not isinstance(t, Tensor) or t.ndim != 2 or t.shape[1] != 5:
+    if not isinstance(t, Tensor) or t.ndim != 2 or t.shape[1] not in (5, 6):  # 5: states from before keep
         return []
     return [TrainStep(int(r[0]), *(float(x) for x in r[1:])) for r in t.tolist()]
 
@@ -302,6 +323,7 @@ def train_mapper(G: Generator, clip: ClipModel, latents: Tensor, config: MapperT
     latents = latents.detach().float().cpu()
     fingerprint = latents_fingerprint(latents)
     text = prompt_features(clip, cfg.prompt)
+    kept = kept_features(clip, cfg.keep) if cfg.keep and cfg.lambda_keep > 0 else None
     mapper = new_mapper(cfg.levels, cfg.seed, device).train()
     opt = make_optimizer(mapper, cfg)
     path = Path(out_path) if out_path is not None else None
@@ -330,7 +352,7 @@ def train_mapper(G: Generator, clip: ClipModel, latents: Tensor, config: MapperT
             cancelled = True
             break
         ws = latent_batch(G, latents, batch_indices(len(latents), cfg.batch, step, cfg.seed))
-        total, rec = mapper_loss(G, clip, mapper, ws, text, cfg, arcface)
+        total, rec = mapper_loss(G, clip, mapper, ws, text, cfg, arcface, kept)
         if not math.isfinite(rec.total):
             # Stop before the update: the last checkpoint keeps the last good weights.
             raise UserError(f"training diverged at step {step + 1} (the loss is not finite); "
@@ -339,7 +361,7 @@ def train_mapper(G: Generator, clip: ClipModel, latents: Tensor, config: MapperT
         total.backward()
         opt.step()
         step += 1
-        rec = TrainStep(step, rec.total, rec.clip, rec.l2, rec.identity)
+        rec = TrainStep(step, rec.total, rec.clip, rec.l2, rec.identity, rec.keep)
         history.append(rec)
         if on_step is not None:
             on_step(rec)

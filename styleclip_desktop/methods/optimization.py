@@ -55,6 +55,8 @@ EDIT_IDENTITY = settings.EDIT_IDENTITY
 TEXT_TO_FACE = settings.TEXT_TO_FACE
 OptimizationPreset = settings.OptimizationPreset
 preset = settings.preset
+DEFAULT_LAMBDA_KEEP = settings.DEFAULT_LAMBDA_KEEP
+
 # The free edit's, the default of a plain `OptimizationConfig()`.
 DEFAULT_LR = EDIT.lr
 DEFAULT_LAMBDA_L2 = EDIT.lambda_l2
@@ -108,6 +110,23 @@ def clip_loss(clip: ClipModel, images: Tensor, text_features: Tensor,
     return 1.0 - encode_for_loss(clip, images, clip_input) @ text_features.to(clip.device)
 
 
+def kept_features(clip: ClipModel, keep: tuple[str, ...]) -> Tensor:
+    """(K, D) unit text embeddings of the kept attributes (shorthands such as "age" name the
+    slider vocabulary's prompt); refuses "identity", which has its own loss."""
+    from styleclip_desktop.methods.keep import kept_prompts, shorthands
+
+    items = [k for k in keep if k.strip().lower() != "identity"]
+    if len(items) != len(keep):
+        raise UserError("keep identity with the identity weight (λ ID) and ArcFace, not as a kept attribute")
+    return clip.encode_text(kept_prompts(items, shorthands())).to(clip.device)
+
+
+def keep_loss(feats: Tensor, kept: Tensor, start: Tensor) -> Tensor:
+    """Mean over the batch of Σ_k |cos(image, kept_k) - its value at the start|: on the scale
+    of the CLIP loss itself, so a weight of 1 prices a kept attribute like the target."""
+    return (feats @ kept.T - start.detach()).abs().sum(dim=1).mean()
+
+
 def identity_loss(net: IdentityNet, images: Tensor, reference: Tensor) -> Tensor:
     """(B,) 1 - cosine of the identity features of `images` and the (unit) `reference` features."""
     feats = net.identity_features(images)
@@ -130,14 +149,16 @@ class OptimizationConfig:
     seed: int = 0
     frame_every: int = 0  # send a frame to `on_frame` every N steps (0: never)
     out_res: int | None = None  # render at a lower resolution (early exit) to save time
+    keep: tuple[str, ...] = ()  # attributes held at their starting CLIP similarity
+    lambda_keep: float = DEFAULT_LAMBDA_KEEP
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise UserError(f"steps must be at least 1, got {self.steps}")
         if self.space not in (W_SPACE, S_SPACE):
             raise ValueError(f"space must be {W_SPACE!r} or {S_SPACE!r}, got {self.space!r}")
-        if min(self.lambda_l2, self.lambda_id, self.lr) < 0:
-            raise UserError("lr, lambda_l2 and lambda_id must not be negative")
+        if min(self.lambda_l2, self.lambda_id, self.lr, self.lambda_keep) < 0:
+            raise UserError("lr, lambda_l2, lambda_id and lambda_keep must not be negative")
         check_clip_input(self.clip_input)
         if self.result not in RESULTS:
             raise ValueError(f"result must be one of {', '.join(RESULTS)}, got {self.result!r}")
@@ -158,6 +179,7 @@ class StepLoss:
     l2: float
     identity: float
     lr: float
+    keep: float = 0.0  # sum of |change| of the kept attributes' CLIP similarities
 
 
 @dataclass(frozen=True)
@@ -249,6 +271,7 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
     """
     cfg = config or OptimizationConfig()
     text = prompt_features(clip, prompt)
+    kept = kept_features(clip, cfg.keep) if cfg.keep and cfg.lambda_keep > 0 else None
     ws0 = as_wplus(G, w_start)
     use_id = arcface is not None and cfg.lambda_id > 0
     dims = G.style_dims
@@ -260,6 +283,8 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
         else:
             x0, mask = ws0, torch.ones_like(ws0)
         reference = arcface.identity_features(G(ws0, out_res=cfg.out_res)) if use_id else None  # type: ignore[union-attr]
+        kept_start = None if kept is None else \
+            encode_for_loss(clip, G(ws0, out_res=cfg.out_res), cfg.clip_input) @ kept.T
 
     def render(delta: Tensor) -> Tensor:
         x = x0 + delta * mask
@@ -269,11 +294,15 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
 
     def losses(delta: Tensor, lr: float, step: int) -> tuple[Tensor, StepLoss, Tensor]:
         img = render(delta)
-        c = clip_loss(clip, img, text, cfg.clip_input).mean()
+        feats = encode_for_loss(clip, img, cfg.clip_input)
+        c = (1.0 - feats @ text.to(clip.device)).mean()
         l2 = (delta * mask).square().sum()
         idl = identity_loss(arcface, img, reference).mean() if use_id else torch.zeros((), device=img.device)  # type: ignore[arg-type]
-        total = c + cfg.lambda_l2 * l2 + cfg.lambda_id * idl
-        rec = StepLoss(step, float(total.detach()), float(c.detach()), float(l2.detach()), float(idl.detach()), lr)
+        kl = keep_loss(feats, kept, kept_start) if kept is not None and kept_start is not None \
+            else torch.zeros((), device=img.device)
+        total = c + cfg.lambda_l2 * l2 + cfg.lambda_id * idl + cfg.lambda_keep * kl
+        rec = StepLoss(step, float(total.detach()), float(c.detach()), float(l2.detach()), float(idl.detach()), lr,
+                       float(kl.detach()))
         return total, rec, img
 
     delta = torch.zeros_like(x0, requires_grad=True)

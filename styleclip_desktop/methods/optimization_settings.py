@@ -88,3 +88,6 @@ def preset(mode: str) -> OptimizationPreset:
 def defaults_text() -> str:
     """The published defaults of every mode, one per line, for help texts and the editor."""
     return "\n".join(f"{p.label}: {p.summary()}" for p in PRESETS.values())
+
+# Kept attributes (`keep`): each one's |change| of CLIP similarity is priced like the target's.
+DEFAULT_LAMBDA_KEEP = 1.0

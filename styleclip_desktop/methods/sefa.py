@@ -19,7 +19,6 @@ vocabulary (resources/slider_vocabulary.toml) each one's rendered change matches
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,18 +161,13 @@ class Vocabulary:
 
 
 def load_vocabulary(path: Path | None = None) -> Vocabulary:
-    from styleclip_desktop import paths
+    from styleclip_desktop.methods.prompt_files import read_prompt_table
 
-    p = path or paths.resources_dir() / "slider_vocabulary.toml"
+    neutral, prompts, data = read_prompt_table("slider_vocabulary.toml", "prompts", "the slider vocabulary", path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-        prompts = {str(k): str(v) for k, v in dict(data["prompts"]).items()}
-        vocab = Vocabulary(str(data.get("neutral", "a face")), prompts, float(data.get("min_score", 0.15)))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"the slider vocabulary {p} is not usable ({exc})") from None
-    if not vocab.prompts:
-        raise UserError(f"the slider vocabulary {p} lists no prompts")
-    return vocab
+        return Vocabulary(neutral, prompts, float(data.get("min_score", 0.15)))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"the slider vocabulary's min_score is not a number ({exc})") from None
 
 
 @dataclass(frozen=True)

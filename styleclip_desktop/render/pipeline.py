@@ -145,6 +145,7 @@ class Renderer:
         self.backend: Backend = backend or TorchBackend(self.G, models.clip, self.device)
         self.texts: LRUCache[str, np.ndarray] = LRUCache(512)
         self.directions: LRUCache[tuple[str, str, float, tuple[str, ...]], gd.StyleDirection] = LRUCache(256)
+        self.slider_cache: LRUCache[tuple[Any, ...], np.ndarray] = LRUCache(64)
         self.styles: LRUCache[str, torch.Tensor] = LRUCache(64)
         self.frames: LRUCache[tuple[str, int, str], np.ndarray] = LRUCache(
             4096, frame_cache_bytes, lambda a: int(a.nbytes))
@@ -186,16 +187,42 @@ class Renderer:
             raise ModelFileError("global directions need CLIP: download it with `models download clip-vit-b32`")
         if m.fs3 is None or m.stats is None:
             raise ModelFileError("global directions need this generator's fs3 matrix and style statistics")
-        conv = gd.conv_channel_index(self.G)
         if keep:
             free = self.direction(target, neutral, beta)
-            kept = [gd.style_direction(m.fs3, self.text_direction(prompt, neutral), m.stats.std, conv, 0.0).ds
-                    for prompt in keep_mod.kept_prompts(keep, keep_mod.shorthands())]
-            d = dataclasses.replace(free, ds=keep_mod.orthogonalize(free.ds, kept, m.stats.std))
+            d = dataclasses.replace(free, ds=keep_mod.orthogonalize(free.ds, self.kept_directions(keep, neutral),
+                                                                    m.stats.std))
         else:
+            conv = gd.conv_channel_index(self.G)
             d = gd.style_direction(m.fs3, self.text_direction(target, neutral), m.stats.std, conv, beta)
         self.directions.put(key, d)
         return d
+
+    def kept_directions(self, keep: Sequence[str], neutral: str) -> list[np.ndarray]:
+        """Each kept attribute's full style direction (every channel, β = 0), for `methods.keep`."""
+        m = self.models
+        if m.clip is None or m.fs3 is None or m.stats is None:
+            raise ModelFileError("keeping attributes needs CLIP, this generator's fs3 matrix and style statistics")
+        conv = gd.conv_channel_index(self.G)
+        return [gd.style_direction(m.fs3, self.text_direction(prompt, neutral), m.stats.std, conv, 0.0).ds
+                for prompt in keep_mod.kept_prompts(keep, keep_mod.shorthands())]
+
+    def slider_direction(self, p: SliderParams) -> np.ndarray:
+        """A slider that keeps attributes, as a style-space ds: its exact S image made
+        orthogonal to the kept ones (a slider without keep moves W+ rows instead)."""
+        from styleclip_desktop.methods.sefa import style_delta
+
+        key = ("slider", array_key(p.direction), p.rows, p.keep)
+        hit = self.slider_cache.get(key)
+        if hit is not None:
+            return hit
+        if p.direction.shape[0] != self.G.config.w_dim or max(p.rows) >= self.G.num_ws:
+            raise UserError(f"the slider {p.default_name()!r} was made for another generator")
+        ds = style_delta(self.G, p.direction, p.rows)
+        kept = self.kept_directions(p.keep, "a face")
+        assert self.models.stats is not None  # kept_directions checked it
+        out = keep_mod.orthogonalize(ds, kept, self.models.stats.std)
+        self.slider_cache.put(key, out)
+        return out
 
     def can_resolve(self) -> bool:
         """Whether these models can compute a global direction (CLIP, fs3 and statistics)."""
@@ -274,7 +301,7 @@ class Renderer:
                     raise not_installed(p.checkpoint)
                 mapped = self.models.mapper_loader(p.checkpoint)(ws, p.coarse, p.medium, p.fine)
                 ws = ws + alpha * (mapped - ws)
-            elif isinstance(p, SliderParams):
+            elif isinstance(p, SliderParams) and not p.keep:
                 ws = ws + alpha * self._slider_delta(p, ws)
         return ws
 
@@ -302,6 +329,8 @@ class Renderer:
             p = layer.params
             if layer.visible and alpha != 0.0 and isinstance(p, GlobalDirectionParams):
                 s = gd.apply_direction(s, self.layer_direction(p), alpha)
+            elif layer.visible and alpha != 0.0 and isinstance(p, SliderParams) and p.keep:
+                s = gd.apply_direction(s, self.slider_direction(p), alpha)
         return s
 
     def synthesize(self, doc: DocLike, s_flat: torch.Tensor, out_res: int | None = None) -> np.ndarray:

@@ -37,7 +37,7 @@ def test_the_report_is_the_clip_change_along_each_direction(engine: Any, models:
 
     # Independently: S with and without the layer, the preview exit, CLIP on the uint8 pictures.
     G, clip, r = models.G, models.clip, engine.renderer
-    ws = torch.from_numpy(doc.latent)[None]
+    ws = torch.from_numpy(np.array(doc.latent))[None]
     with torch.no_grad():
         s0 = torch.cat(G.w_to_s(ws), 1)
         smile = r.direction("a smiling face", "a face", 0.05).ds
@@ -97,5 +97,5 @@ def test_the_built_in_panel_lists_the_attributes_and_a_broken_one_is_clear(tmp_p
     assert {"age", "gender", "smile", "glasses", "head_pose", "lighting", "background"} <= set(panel.attributes)
     bad = tmp_path / "panel.toml"
     bad.write_text("[attributes]\n")
-    with pytest.raises(UserError, match="names no attributes"):
+    with pytest.raises(UserError, match="lists no attributes"):
         leak.load_panel(bad)

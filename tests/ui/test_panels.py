@@ -723,3 +723,20 @@ def test_properties_show_the_leak_meter_after_exact_renders(qtbot: Any, real_eng
     assert panel.leak.report is None  # type: ignore[union-attr]
     state.render_ready.emit(np.zeros((8, 8, 3), np.uint8), False)
     qtbot.waitUntil(lambda: panel.leak.report is not None, timeout=30000)  # type: ignore[union-attr]
+
+
+def test_optimization_layers_keep_attributes_from_properties(qtbot: Any, state: EditorState) -> None:
+    panel = PropertiesPanel(state)
+    qtbot.addWidget(panel)
+    state.push(actions.add_layer(_doc(state), OptimizationParams("a face with a beard"), alpha=1.0))
+    layer_id = _doc(state).layers[0].id
+    state.set_current_layer(layer_id)
+    assert {"keep", "lambda_keep"} <= set(panel.fields)
+    panel.fields["keep"].setText("age, glasses")  # type: ignore[attr-defined]
+    panel.fields["keep"].editingFinished.emit()  # type: ignore[attr-defined]
+    panel.fields["lambda_keep"].setValue(0.5)  # type: ignore[attr-defined]
+    p = _doc(state).layers.get(layer_id).params
+    assert isinstance(p, OptimizationParams) and (p.keep, p.lambda_keep) == (("age", "glasses"), 0.5)
+    state.undo_stack.undo()
+    state.undo_stack.undo()
+    assert _doc(state).layers.get(layer_id).params == OptimizationParams("a face with a beard")

@@ -42,6 +42,14 @@ def test_sliders_are_listed_added_as_layers_and_undone(qtbot: Any, make_window: 
     np.testing.assert_allclose(p.direction, bases["middle"].vectors[1], atol=1e-6)
     assert layer.name == "middle slider 2"
     qtbot.waitUntil(lambda: w.canvas.has_image(), timeout=30_000)
+    w.state.set_current_layer(layer.id)
+    props = w.panels["propertiesDock"]
+    assert "keep" in props.fields  # like any layer: keep constraints and the leak meter
+    props.fields["keep"].setText("age")
+    props.fields["keep"].editingFinished.emit()
+    assert w.state.document.layers[0].params.keep == ("age",)
+    qtbot.waitUntil(lambda: props.leak is not None and props.leak.report is not None, timeout=60_000)
+    w.state.undo_stack.undo()
     w.state.undo_stack.undo()
     assert len(w.state.document.layers) == 0
 

@@ -16,6 +16,7 @@ from styleclip_desktop.ui.panels.engine_link import EngineLink, is_cancellation,
 
 log = logging.getLogger(__name__)
 SCALE = 1000  # bar steps per unit of the largest change shown
+NEGATIVE_STYLE = "QProgressBar::chunk { background-color: #d35400; }"
 
 
 class LeakBars(QWidget):
@@ -71,6 +72,8 @@ class LeakBars(QWidget):
             bar.setFormat(f"{value:+.3f}")
             bar.setMaximumHeight(14)
             bar.setToolTip(f"{name}: CLIP change {value:+.4f} along its direction")
+            if value < 0:  # away from the attribute: told apart by colour as well as by sign
+                bar.setStyleSheet(NEGATIVE_STYLE)
             self.bars[name] = bar
             self.form.addRow(name.replace("_", " "), bar)
         self.status.setText(f"Identity {report.identity:.3f} ({report.identity_by} cosine; 1.0 = unchanged)")

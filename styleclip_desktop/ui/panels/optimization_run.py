@@ -147,7 +147,8 @@ class OptimizationRunner(QObject):
             res = getattr(G.config, "resolutions", [])
             config = opt.OptimizationConfig(
                 steps=params.steps, lambda_l2=params.lambda_l2, lambda_id=params.lambda_id, seed=params.seed,
-                clip_input=params.clip_input, result=params.result,
+                clip_input=params.clip_input, result=params.result, keep=params.keep,
+                lambda_keep=params.lambda_keep,
                 frame_every=max(1, params.steps // FRAMES_PER_RUN),
                 out_res=CLIP_VIEW_RES if CLIP_VIEW_RES in res and CLIP_VIEW_RES < G.config.resolution else None)
             return opt.optimize_latent(

@@ -34,6 +34,7 @@ from styleclip_desktop.document import (
     Layer,
     MapperParams,
     OptimizationParams,
+    SliderParams,
     actions,
 )
 from styleclip_desktop.methods import optimization_settings as opt_settings
@@ -235,12 +236,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
             self._text("target", "Target text")
             self._text("neutral", "Neutral text")
             self._double("beta", "β", 0.0, 1.0, 2, 0.01)
-            keep = QLineEdit()
-            keep.setPlaceholderText("e.g. age, glasses")
-            keep.setToolTip("Attributes this edit must leave alone, separated by commas: age, gender, glasses, "
-                            "or any text. The direction is made orthogonal to each one's own direction.")
-            keep.editingFinished.connect(lambda: self._edit("keep", kept_from_text(keep.text())))
-            self._add("keep", "Keep", keep)
+            self._keep("The direction is made orthogonal to each one's own direction.")
         elif isinstance(p, MapperParams):
             combo = QComboBox()
             combo.setEditable(True)
@@ -255,10 +251,17 @@ class PropertiesPanel(DocumentFollower, QWidget):
                 box = QCheckBox(label)
                 box.toggled.connect(lambda on, n=name: self._edit(n, bool(on)))
                 self._add(name, "" if name != "coarse" else "Sub-mappers", box)
+        elif isinstance(p, SliderParams):
+            where = QLabel(f"{p.group} layers, #{p.index + 1}, from the generator's own weights")
+            where.setWordWrap(True)
+            self.layer_form.addRow("Direction", where)
+            self._keep("The slider then moves in style space, orthogonal to each one's own direction.")
         elif isinstance(p, OptimizationParams):
             self._text("prompt", "Prompt")
             self._double("lambda_l2", "λ L2 (stay close)", 0.0, 10.0, 4, 0.001)
             self._double("lambda_id", "λ ID (keep identity)", 0.0, 10.0, 4, 0.001)
+            self._keep("Each one's CLIP similarity is held at its start, weighted by λ keep.")
+            self._double("lambda_keep", "λ keep", 0.0, 100.0, 3, 0.1)
             self._int("steps", "Steps", 1, 100_000)
             self._int("seed", "Seed", 0, 2**31 - 1)
             self._choice("clip_input", "CLIP input", opt_settings.CLIP_INPUTS,
@@ -279,6 +282,14 @@ class PropertiesPanel(DocumentFollower, QWidget):
             note = QLabel("Changing these drops the optimized result; run the layer again.")
             note.setWordWrap(True)
             self.layer_form.addRow(note)
+
+    def _keep(self, how: str) -> None:
+        keep = QLineEdit()
+        keep.setPlaceholderText("e.g. age, glasses")
+        keep.setToolTip(f"Attributes this edit must leave alone, separated by commas: age, gender, glasses, "
+                        f"or any text. {how}")
+        keep.editingFinished.connect(lambda: self._edit("keep", kept_from_text(keep.text())))
+        self._add("keep", "Keep", keep)
 
     def _add(self, name: str, label: str, widget: QWidget) -> None:
         self.fields[name] = widget

@@ -25,7 +25,8 @@ BADGES = {"global_direction": "GD", "mapper": "Mapper", "optimization": "Opt"}
 
 # Slider reach per method, in alpha units. Global directions move sigma units and the
 # usual GUI range is -15..25; W-space layers scale a delta where 1 is the full edit.
-ALPHA_RANGES = {"global_direction": (-15.0, 25.0)}
+# A slider's alpha is a distance in W along a unit direction (W vectors are some 20 long).
+ALPHA_RANGES = {"global_direction": (-15.0, 25.0), "slider": (-10.0, 10.0)}
 DEFAULT_ALPHA_RANGE = (-3.0, 3.0)
 ALPHA_SPIN_LIMIT = 100.0
 SLIDER_STEPS_PER_UNIT = 20
