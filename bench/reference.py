@@ -30,19 +30,9 @@ def checkout() -> str | None:
 
 def official_state(G: Any) -> dict[str, torch.Tensor]:
     """Our generator's weights under the official module names."""
-    ours = G.state_dict()
-    out = {k: v for k, v in ours.items() if k.startswith("mapping.")}
-    out["synthesis.b4.const"] = ours["const"]
-    index = 0
-    for res in G.config.resolutions:
-        for conv in (["conv1"] if res == 4 else ["conv0", "conv1"]):
-            for part in ("affine.weight", "affine.bias", "weight", "bias", "noise_strength", "noise_const"):
-                out[f"synthesis.b{res}.{conv}.{part}"] = ours[f"convs.{index}.{part}"]
-            index += 1
-    for i, res in enumerate(G.config.resolutions):
-        for part in ("affine.weight", "affine.bias", "weight", "bias"):
-            out[f"synthesis.b{res}.torgb.{part}"] = ours[f"torgbs.{i}.{part}"]
-    return out
+    from styleclip_desktop.weights.formats import canonical_to_ada
+
+    return canonical_to_ada(G.state_dict())
 
 
 def synthesis(G: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:

@@ -87,11 +87,7 @@ def run_precompute(args: argparse.Namespace) -> int:
 def run_sefa(args: argparse.Namespace) -> int:
     import json
 
-    import numpy as np
-    import torch
-
     from styleclip_desktop.methods import sefa
-    from styleclip_desktop.nets.stylegan2 import unpack_styles
     from styleclip_desktop.render.session import generator_key
 
     if args.top < 1 or args.faces < 1:
@@ -107,19 +103,8 @@ def run_sefa(args: argparse.Namespace) -> int:
     rows: list[dict[str, object]] = []
     if args.name and vocab is not None:
         clip = common.load_clip(args, device)
-        out_res = min(G.config.resolution, 256)  # CLIP sees 224 px: a larger render adds nothing
-
-        def render(s: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return G.synthesize(unpack_styles(s.to(device), G.style_dims), out_res=out_res)
-
-        def encode(images: torch.Tensor) -> np.ndarray:
-            with torch.no_grad():
-                return clip.encode_image(images).cpu().numpy()  # type: ignore[no-any-return]
-
-        text = sefa.text_directions(lambda t: clip.encode_text(t).cpu().numpy(), vocab)
-        named = sefa.name_directions(G, bases, render, encode, text, vocab, top=args.top, faces=args.faces,
-                                     progress=common.progress_bar("naming sliders", unit="direction"))
+        named = sefa.name_with_clip(G, clip, bases, vocab, top=args.top, faces=args.faces,
+                                    progress=common.progress_bar("naming sliders", unit="direction"))
         if args.group == "all" and args.faces == DEFAULT_NAMING_FACES:  # as the Sliders panel names them
             sefa.save_names(named, sefa.names_path(G, str(clip.model_hash), vocab))
         rows = [{"group": d.group, "index": d.index, "share": round(d.share, 4), "name": d.name,

@@ -341,8 +341,9 @@ class SliderParams(LayerParams):
     layer group move by alpha * direction (a unit W vector).
 
     The direction itself travels in the project, so the layer renders the same wherever
-    the project opens; `group`, `index` and `sign` say which eigenvector of which layers
-    it is, and `name` what CLIP found it does ("unnamed" when nothing matched). With
+    the project opens, its sign already turned so that + moves towards `name`; `group` and
+    `index` say which eigenvector of which layers it is, and `name` what CLIP found it
+    does ("unnamed" when nothing matched). With
     `keep`, the slider's exact style-space image is made orthogonal to the kept
     attributes (`methods.keep`) and applied in style space."""
 

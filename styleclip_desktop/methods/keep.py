@@ -70,8 +70,9 @@ def kept_prompts(items: Sequence[str], shorthands: Mapping[str, str]) -> list[st
     for item in items:
         key = item.strip().lower().replace(" ", "_")
         if key == "identity":
-            raise UserError("a global direction cannot keep identity: it has no text direction; "
-                            "keep a visible attribute instead (age, gender, glasses, or any text)")
+            raise UserError("cannot keep identity as an attribute: it has no text direction (optimization "
+                            "layers keep it with λ ID and ArcFace); keep a visible attribute instead "
+                            "(age, gender, glasses, or any text)")
         out.append(shorthands.get(key, item.strip()))
     return out
 

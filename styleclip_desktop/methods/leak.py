@@ -12,6 +12,7 @@ as such: 1.0 means unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,12 @@ def load_panel(path: Path | None = None) -> LeakPanel:
     neutral, attributes, _ = read_prompt_table("leak_panel.toml", "attributes", "the leak meter's attribute list",
                                                path)
     return LeakPanel(neutral, attributes)
+
+
+@functools.lru_cache(maxsize=1)
+def default_panel() -> LeakPanel:
+    """The built-in attribute list, read once per session (the meter runs after every render)."""
+    return load_panel()
 
 
 @dataclass(frozen=True)

@@ -217,9 +217,10 @@ def mapper_loss(G: Generator, clip: ClipModel, mapper: LevelsMapper, ws: Tensor,
     plus lambda_keep * the kept attributes' similarity changes when `kept` (K, D) is given."""
     use_id = arcface is not None and cfg.lambda_id > 0
     with torch.no_grad():
-        start = G(ws, out_res=cfg.out_res) if use_id or kept is not None else ws
-        reference = arcface.identity_features(start) if use_id else None  # type: ignore[union-attr]
-        kept_start = None if kept is None else encode_for_loss(clip, start, cfg.clip_input) @ kept.T
+        start = G(ws, out_res=cfg.out_res) if use_id or kept is not None else None
+        reference = arcface.identity_features(start) if use_id and start is not None else None  # type: ignore[union-attr]
+        kept_start = encode_for_loss(clip, start, cfg.clip_input) @ kept.T \
+            if kept is not None and start is not None else None
     w_hat = ws + MAPPER_SCALE * mapper(ws)
     x_hat = G(w_hat, out_res=cfg.out_res)
     feats = encode_for_loss(clip, x_hat, cfg.clip_input)

@@ -112,13 +112,10 @@ def clip_loss(clip: ClipModel, images: Tensor, text_features: Tensor,
 
 def kept_features(clip: ClipModel, keep: tuple[str, ...]) -> Tensor:
     """(K, D) unit text embeddings of the kept attributes (shorthands such as "age" name the
-    slider vocabulary's prompt); refuses "identity", which has its own loss."""
+    slider vocabulary's prompt; "identity" is refused: it has its own loss)."""
     from styleclip_desktop.methods.keep import kept_prompts, shorthands
 
-    items = [k for k in keep if k.strip().lower() != "identity"]
-    if len(items) != len(keep):
-        raise UserError("keep identity with the identity weight (λ ID) and ArcFace, not as a kept attribute")
-    return clip.encode_text(kept_prompts(items, shorthands())).to(clip.device)
+    return clip.encode_text(kept_prompts(keep, shorthands())).to(clip.device)
 
 
 def keep_loss(feats: Tensor, kept: Tensor, start: Tensor) -> Tensor:
@@ -282,9 +279,10 @@ def optimize_latent(G: Generator, clip: ClipModel, prompt: str, w_start: Tensor 
             mask = torch.cat([torch.full((s.dim,), 0.0 if s.is_torgb else 1.0) for s in G.slots]).to(x0)
         else:
             x0, mask = ws0, torch.ones_like(ws0)
-        reference = arcface.identity_features(G(ws0, out_res=cfg.out_res)) if use_id else None  # type: ignore[union-attr]
-        kept_start = None if kept is None else \
-            encode_for_loss(clip, G(ws0, out_res=cfg.out_res), cfg.clip_input) @ kept.T
+        start = G(ws0, out_res=cfg.out_res) if use_id or kept is not None else None
+        reference = arcface.identity_features(start) if use_id and start is not None else None  # type: ignore[union-attr]
+        kept_start = encode_for_loss(clip, start, cfg.clip_input) @ kept.T \
+            if kept is not None and start is not None else None
 
     def render(delta: Tensor) -> Tensor:
         x = x0 + delta * mask

@@ -230,6 +230,29 @@ def name_directions(G: Generator, bases: Mapping[str, SefaBasis], render: Render
     return out
 
 
+def name_with_clip(G: Generator, clip: Any, bases: Mapping[str, SefaBasis], vocab: Vocabulary, *,
+                   top: int = 8, faces: int = 4, progress: Callable[[int, int], None] | None = None,
+                   cancelled: Callable[[], bool] = lambda: False) -> list[NamedDirection]:
+    """`name_directions` with `G` rendering (at most 256 px: CLIP sees 224) and `clip`
+    (a `nets.clip.ClipModel`) encoding, as the Sliders panel and `directions sefa` name them."""
+    from styleclip_desktop.nets.stylegan2 import unpack_styles
+
+    device = next(G.parameters()).device
+    out_res = min(G.config.resolution, 256)
+
+    def render(s: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return G.synthesize(unpack_styles(s.to(device), G.style_dims), out_res=out_res)
+
+    def encode(images: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return clip.encode_image(images).cpu().numpy()  # type: ignore[no-any-return]
+
+    text = text_directions(lambda t: clip.encode_text(t).cpu().numpy(), vocab)
+    return name_directions(G, bases, render, encode, text, vocab, top=top, faces=faces, progress=progress,
+                           cancelled=cancelled)
+
+
 # --- what the Sliders panel and the command line share ------------------------------------------
 
 

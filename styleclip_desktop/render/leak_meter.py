@@ -27,9 +27,9 @@ def _target(params: Any, neutral: str) -> tuple[str, str] | None:
     if isinstance(params, OptimizationParams):
         return params.prompt, neutral
     if isinstance(params, SliderParams) and params.name != "unnamed":
-        from styleclip_desktop.methods.sefa import load_vocabulary
+        from styleclip_desktop.methods.keep import shorthands  # the slider vocabulary, read once
 
-        prompt = load_vocabulary().prompts.get(params.name)
+        prompt = shorthands().get(params.name)
         return (prompt, neutral) if prompt else None
     return None
 
@@ -49,7 +49,7 @@ def measure(engine: Any, doc: Any, layer_id: str, alphas: Mapping[str, float] | 
     renderer = engine.renderer
     if renderer.models.clip is None:
         raise UserError("the leak meter needs CLIP: download it with `models download clip-vit-b32`")
-    panel = panel or leak.load_panel()
+    panel = panel or leak.default_panel()
     shown = dict(alphas or {})
     with_layer, without = engine.faces(state, [shown, {**shown, layer_id: 0.0}], preview=True)
     images = to_images([with_layer, without])

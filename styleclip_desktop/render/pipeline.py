@@ -215,8 +215,7 @@ class Renderer:
         hit = self.slider_cache.get(key)
         if hit is not None:
             return hit
-        if p.direction.shape[0] != self.G.config.w_dim or max(p.rows) >= self.G.num_ws:
-            raise UserError(f"the slider {p.default_name()!r} was made for another generator")
+        self._check_slider(p)
         ds = style_delta(self.G, p.direction, p.rows)
         kept = self.kept_directions(p.keep, "a face")
         assert self.models.stats is not None  # kept_directions checked it
@@ -305,11 +304,14 @@ class Renderer:
                 ws = ws + alpha * self._slider_delta(p, ws)
         return ws
 
-    def _slider_delta(self, p: SliderParams, ws: torch.Tensor) -> torch.Tensor:
-        """A closed-form slider's unit W+ offset: its direction on its rows, zero elsewhere."""
-        if p.direction.shape[0] != ws.shape[2] or max(p.rows) >= ws.shape[1]:
+    def _check_slider(self, p: SliderParams) -> None:
+        if p.direction.shape[0] != self.G.config.w_dim or max(p.rows) >= self.G.num_ws:
             raise UserError(f"the slider {p.default_name()!r} was made for another generator "
                             f"(W+ of {max(p.rows) + 1}+ rows of {p.direction.shape[0]})")
+
+    def _slider_delta(self, p: SliderParams, ws: torch.Tensor) -> torch.Tensor:
+        """A closed-form slider's unit W+ offset: its direction on its rows, zero elsewhere."""
+        self._check_slider(p)
         delta = torch.zeros_like(ws)
         delta[:, list(p.rows)] = torch.from_numpy(np.array(p.direction, np.float32)).to(ws.device)
         return delta

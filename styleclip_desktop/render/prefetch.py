@@ -105,17 +105,13 @@ def blend(lower: np.ndarray, upper: np.ndarray, weight: float) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _effective(state: RenderState, alphas: Mapping[str, float] | None) -> dict[str, float]:
-    return state.frame_alphas(alphas)
-
-
 def fingerprint(state: RenderState, layer_id: str, alphas: Mapping[str, float] | None) -> tuple[Any, ...]:
     """What a layer's swept frames depend on, except that layer's own alpha.
 
     Layer parameters and generator-delta arrays are immutable in the document model (a
     change makes a new object), so their identities stand for their content; the sweep
     record keeps its state alive, so an identity is never reused while it is compared."""
-    eff = _effective(state, alphas)
+    eff = state.frame_alphas(alphas)
     latent = hashlib.blake2b(np.ascontiguousarray(state.latent).tobytes(), digest_size=16).hexdigest()
     delta = tuple(sorted((name, id(arr)) for name, arr in (state.generator_delta or {}).items()))
     layers = tuple((layer.id, layer.visible, None if layer.id == layer_id else eff[layer.id], id(layer.params))
@@ -182,7 +178,7 @@ class AxisSweeps:
             if cur is not None and cur.fingerprint == fp and cur.axis == axis and cur.res == res \
                     and cur.job is not None and not _failed(cur.job):
                 return cur.job
-            near = _effective(state, alphas)[layer_id]
+            near = state.frame_alphas(alphas)[layer_id]
             positions = sweep_order(axis, near, self.frame_limit())
             if not positions:
                 self._cancel_locked()
@@ -238,7 +234,7 @@ class AxisSweeps:
             matches = cur.fingerprint == fingerprint(state, layer_id, alphas)
         if not matches or not done:
             return None  # the sweep is for another document, or has rendered nothing yet
-        a = _effective(state, alphas)[layer_id]
+        a = state.frame_alphas(alphas)[layer_id]
         look = _Lookup(self.engine, state, {**base, **(alphas or {})}, layer_id, cur)
         i = bisect.bisect_left(done, a)
         swept = i < len(done) and done[i] == a
@@ -288,4 +284,4 @@ class _Lookup:
 def _failed(job: Job[Any]) -> bool:
     """A sweep that was cancelled or failed is redone when asked again; a finished one is not."""
     f = job.future
-    return job._cancel.is_set() or f.cancelled() or (f.done() and f.exception() is not None)
+    return job.cancel_requested or f.cancelled() or (f.done() and f.exception() is not None)

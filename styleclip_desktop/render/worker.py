@@ -78,6 +78,10 @@ class Job(Generic[T]):
         self._progress.append(cb)
         return self
 
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
     def cancel(self) -> None:
         """Ask the job to stop; a job that has not started never runs."""
         self._cancel.set()

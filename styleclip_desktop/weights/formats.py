@@ -236,6 +236,10 @@ def _conv_layer_names(n_rgb: int) -> list[tuple[int, int, bool]]:
 # --- NVIDIA stylegan2-ada-pytorch .pkl ------------------------------------------------
 
 
+_ADA_CONV_PARTS = ("affine.weight", "affine.bias", "weight", "bias", "noise_strength", "noise_const")
+_ADA_RGB_PARTS = ("affine.weight", "affine.bias", "weight", "bias")
+
+
 def _ada_to_canonical(src: Mapping[str, Any]) -> StateDict:
     def t(x: Any) -> torch.Tensor:
         return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
@@ -247,15 +251,31 @@ def _ada_to_canonical(src: Mapping[str, Any]) -> StateDict:
             sd[f"mapping.{m.group(1)}"] = t(v)
     sd["const"] = t(src["synthesis.b4.const"])
     n_rgb = len([k for k in src if re.fullmatch(r"synthesis\.b\d+\.torgb\.weight", k)])
-    for idx, res, up in _conv_layer_names(n_rgb):
-        name = f"synthesis.b{res}.{'conv0' if up else 'conv1'}"
-        for part in ("affine.weight", "affine.bias", "weight", "bias", "noise_strength", "noise_const"):
-            sd[f"convs.{idx}.{part}"] = t(src[f"{name}.{part}"])
-    for i in range(n_rgb):
-        res = 2 ** (i + 2)
-        for part in ("affine.weight", "affine.bias", "weight", "bias"):
-            sd[f"torgbs.{i}.{part}"] = t(src[f"synthesis.b{res}.torgb.{part}"])
+    for ours, theirs in _ada_names(n_rgb):
+        sd[ours] = t(src[theirs])
     return sd
+
+
+def _ada_names(n_rgb: int) -> list[tuple[str, str]]:
+    """(our name, NVIDIA's name) of every synthesis layer tensor, for a generator with `n_rgb` blocks."""
+    names = []
+    for idx, res, up in _conv_layer_names(n_rgb):
+        layer = f"synthesis.b{res}.{'conv0' if up else 'conv1'}"
+        names += [(f"convs.{idx}.{part}", f"{layer}.{part}") for part in _ADA_CONV_PARTS]
+    for i in range(n_rgb):
+        names += [(f"torgbs.{i}.{part}", f"synthesis.b{2 ** (i + 2)}.torgb.{part}") for part in _ADA_RGB_PARTS]
+    return names
+
+
+def canonical_to_ada(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """Our generator's state dict under NVIDIA's stylegan2-ada-pytorch names (G_ema's),
+    the inverse of what an ADA pickle loads through."""
+    out: StateDict = {k: v for k, v in sd.items() if k.startswith("mapping.")}
+    out["synthesis.b4.const"] = sd["const"]
+    n_rgb = len([k for k in sd if re.fullmatch(r"torgbs\.\d+\.weight", k)])
+    for ours, theirs in _ada_names(n_rgb):
+        out[theirs] = sd[ours]
+    return out
 
 
 def _number(what: str, value: Any, kind: Callable[[Any], Any] = float) -> Any:

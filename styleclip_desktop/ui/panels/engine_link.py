@@ -126,8 +126,9 @@ class EngineLink(QObject):
         self.state.error.emit(user_message(exc, "Rendering"))
 
     def run_in_worker(self, fn: Callable[[], Any], on_result: ResultFn, *, key: str | None = None,
-                      on_error: ErrorFn | None = None) -> Any:
-        """Run a quick engine query off the UI thread (inline when the engine has no worker)."""
+                      on_error: ErrorFn | None = None, background: bool = False) -> Any:
+        """Run a quick engine query off the UI thread (inline when the engine has no worker);
+        `background` work yields to renders and exports (the worker's lowest priority)."""
         worker = getattr(self.engine, "worker", None)
         submit = getattr(worker, "submit", None)
         if submit is None:
@@ -138,7 +139,9 @@ class EngineLink(QObject):
                 return None
             on_result(value)
             return None
-        job = submit(lambda _ctx: fn(), key=key)
+        from styleclip_desktop.render.worker import Priority
+
+        job = submit(lambda _ctx: fn(), Priority.PRECOMPUTE if background else Priority.INTERACTIVE, key=key)
         self.watch(job, on_result, on_error)
         return job
 

@@ -32,22 +32,18 @@ class LeakBars(QWidget):
         self.form.addRow(self.status)
         self.bars: dict[str, QProgressBar] = {}
         self.report: LeakReport | None = None
-        self._job: Any = None
 
     def measure(self, doc: Any, layer_id: str, alphas: dict[str, float] | None) -> None:
         """Start a measurement (replacing a waiting one) for `layer_id` as shown."""
         from styleclip_desktop.render.leak_meter import measure
-        from styleclip_desktop.render.worker import Priority
 
         engine = self.link.engine
-        worker = getattr(engine, "worker", None)
-        if engine is None or worker is None or getattr(getattr(engine, "models", None), "clip", None) is None:
+        if engine is None or getattr(getattr(engine, "models", None), "clip", None) is None:
             self.status.setText("The leak meter needs CLIP.")
             return
         state = engine.snapshot(doc)  # taken here: the worker never reads a changing document
-        self._job = worker.submit(lambda _ctx: measure(engine, state, layer_id, alphas), Priority.PRECOMPUTE,
-                                  key="leak-meter")
-        self.link.watch(self._job, self.show_report, self._failed)
+        self.link.run_in_worker(lambda: measure(engine, state, layer_id, alphas), self.show_report,
+                                key="leak-meter", on_error=self._failed, background=True)
 
     def _failed(self, exc: BaseException) -> None:
         if is_cancellation(exc):

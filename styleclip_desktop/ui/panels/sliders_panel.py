@@ -57,12 +57,14 @@ def _clip(engine: Any) -> Any:
     return getattr(getattr(engine, "models", None), "clip", None)
 
 
-def list_entries(engine: Any) -> tuple[dict[str, Any], list[Entry]]:
-    """The generator's bases and the entries to list (named where CLIP has named them)."""
+def list_entries(engine: Any, bases: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[Entry]]:
+    """The generator's bases (`bases`, else from the cache) and the entries to list (named
+    where CLIP has named them)."""
     from styleclip_desktop.methods import sefa
 
     G = _generator(engine)
-    bases = sefa.cached_bases(G, sefa.bases_path(G))
+    if bases is None:
+        bases = sefa.cached_bases(G, sefa.bases_path(G))
     named: dict[tuple[str, int], sefa.NamedDirection] = {}
     clip = _clip(engine)
     if clip is not None:
@@ -82,33 +84,17 @@ def list_entries(engine: Any) -> tuple[dict[str, Any], list[Entry]]:
     return bases, entries
 
 
-def name_entries(engine: Any, ctx: Any) -> tuple[dict[str, Any], list[Entry]]:
+def name_entries(engine: Any, bases: dict[str, Any], ctx: Any) -> tuple[dict[str, Any], list[Entry]]:
     """Name the listed directions with CLIP (renders faces; progress and cancel through `ctx`)."""
-    import torch
-
     from styleclip_desktop.methods import sefa
-    from styleclip_desktop.nets.stylegan2 import unpack_styles
 
     G, clip = _generator(engine), _clip(engine)
     vocab = sefa.load_vocabulary()
-    bases = sefa.cached_bases(G, sefa.bases_path(G))
-    device = next(G.parameters()).device
-    out_res = min(G.config.resolution, 256)  # CLIP sees 224 px
-
-    def render(s: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return G.synthesize(unpack_styles(s.to(device), G.style_dims), out_res=out_res)
-
-    def encode(images: torch.Tensor) -> Any:
-        with torch.no_grad():
-            return clip.encode_image(images).cpu().numpy()
-
-    text = sefa.text_directions(lambda t: clip.encode_text(t).cpu().numpy(), vocab)
-    named = sefa.name_directions(G, bases, render, encode, text, vocab, top=TOP,
-                                 progress=lambda d, t: ctx.progress(d, t, "naming sliders with CLIP"),
-                                 cancelled=ctx.cancelled)
+    named = sefa.name_with_clip(G, clip, bases, vocab, top=TOP,
+                                progress=lambda d, t: ctx.progress(d, t, "naming sliders with CLIP"),
+                                cancelled=ctx.cancelled)
     sefa.save_names(named, sefa.names_path(G, str(clip.model_hash), vocab))
-    return list_entries(engine)
+    return list_entries(engine, bases)
 
 
 class SlidersPanel(QWidget):
@@ -149,7 +135,7 @@ class SlidersPanel(QWidget):
             return
         self.note.setText("Finding the generator's own directions…")
         self.link.run_in_worker(lambda: list_entries(engine), self._listed, key="sliders",
-                                on_error=self._failed)
+                                on_error=self._failed, background=True)  # after the first render
 
     def _listed(self, result: tuple[dict[str, Any], list[Entry]]) -> None:
         if not is_alive(self):
@@ -197,7 +183,8 @@ class SlidersPanel(QWidget):
         if not self.entries or _clip(engine) is None:
             return
         self.name_button.setEnabled(False)
-        self.state.run_job(lambda ctx: name_entries(engine, ctx), "Naming sliders with CLIP",
+        bases = self.bases
+        self.state.run_job(lambda ctx: name_entries(engine, bases, ctx), "Naming sliders with CLIP",
                            on_result=self._listed, on_error=self._named_failed,
                            on_cancel=self._update_enabled, key="name-sliders")
 
