@@ -46,6 +46,25 @@ def timeit(fn: Callable[[], Any], device: Any = "cpu", repeats: int = 5, warmup:
     return {"median_ms": round(statistics.median(times), 3), "min_ms": round(min(times), 3), "runs": repeats}
 
 
+def timeit_alternating(fns: dict[str, Callable[[], Any]], device: Any = "cpu", repeats: int = 5,
+                       warmup: int = 1) -> dict[str, dict[str, float]]:
+    """`timeit` for several functions at once, taking turns run by run, so a load that
+    comes and goes on a shared machine falls on all of them alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+            sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: {"median_ms": round(statistics.median(t), 3), "min_ms": round(min(t), 3), "runs": repeats}
+            for name, t in times.items()}
+
+
 def peak_rss_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 1024.0 if sys.platform != "darwin" else kb / 2**20, 1)

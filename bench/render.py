@@ -219,7 +219,7 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False,
     from styleclip_desktop.render.backends import OnnxBackend, TorchBackend
     from styleclip_desktop.render.engine import Engine
 
-    stage = Stages(progress, 7)
+    stage = Stages(progress, 8)
     res = 64 if quick else 1024
     out: dict[str, Any] = {"load_average_start": _load(), "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,9 +261,13 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False,
                 stage()
             lat["onnx_preview_vs_full"] = _ratio(lat["onnx_preview"], lat["onnx_full"])
             lat["onnx_preview_vs_torch_full"] = _ratio(lat["onnx_preview"], lat["torch_full"])
-            torch_engine.shutdown()
             out["alpha_change_latency"] = lat
             out["caches"] = _caches(engine, doc, repeats)
+            stage()
+            from bench.masks import run_masked
+
+            out["masked"] = run_masked(models, engine, torch_engine, repeats)
+            torch_engine.shutdown()
             stage()
             syn = out["synthesis"]
             full = f"{res}_batch1"
@@ -279,6 +283,7 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False,
                 "preview_vs_full_render": {"measured": lat["onnx_preview_vs_full"], "goal": GOAL_PREVIEW_VS_FULL,
                                            "met": lat["onnx_preview_vs_full"] <= GOAL_PREVIEW_VS_FULL,
                                            "preview_px": engine.preview_resolution},
+                "masked_vs_unmasked_render": out["masked"]["goal"],
             }
             if quarter != engine.preview_resolution and f"onnx_exit{quarter}_vs_full_batch1" in syn:
                 q = syn[f"onnx_exit{quarter}_vs_full_batch1"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from styleclip_desktop.cli import common
+from styleclip_desktop.document.masks import DEFAULT_START_RES, MAX_FEATHER, START_RESOLUTIONS
 from styleclip_desktop.errors import Cancelled, UsageError, UserError
 from styleclip_desktop.methods import optimization_settings as settings
 from styleclip_desktop.methods.optimization_settings import DEFAULT_LAMBDA_KEEP
@@ -73,6 +74,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     photo.add_argument("--e4e", type=Path, metavar="PATH", help="e4e encoder file")
     photo.add_argument("--detector", type=Path, metavar="PATH", help="YuNet face detector file")
     photo.add_argument("--no-paste-back", action="store_true", help="write the aligned face, not the whole photo")
+    masks = p.add_argument_group("masks (where the edit may act)")
+    masks.add_argument("--mask", metavar="REGION|FILE",
+                       help="confine the edit to an automatic region (hair, skin, eyes, brows, nose, lips, beard, "
+                            "background, outside-face) or to a mask image of the aligned face (white: the edit acts)")
+    masks.add_argument("--mask-feather", type=float, default=None, metavar="PX",
+                       help="soften the mask's edge by this many pixels of a 512 px face (default 6 for a region, "
+                            "0 for a file)")
+    masks.add_argument("--mask-start", type=int, default=DEFAULT_START_RES, metavar="RES",
+                       help=f"the generator resolution from which the mask applies (default {DEFAULT_START_RES})")
+    masks.add_argument("--invert-mask", action="store_true", help="let the edit act everywhere but the mask")
     p.add_argument("--preview", action="store_true", help="render the fast low-resolution preview instead")
     p.add_argument("--report", action="store_true",
                    help="also print the leak meter: what the edit changes besides its target (needs CLIP)")
@@ -129,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("-o must be an image (.png, .jpg, .webp) or a project (.scproj)")
     if args.steps < 1 or args.face < 0:
         raise UsageError("--steps must be positive and --face at least 0")
+    if args.mask_start not in START_RESOLUTIONS:
+        raise UsageError(f"--mask-start must be one of {', '.join(map(str, START_RESOLUTIONS))}")
+    if args.mask_feather is not None and not 0.0 <= args.mask_feather <= MAX_FEATHER:
+        raise UsageError(f"--mask-feather must be between 0 and {MAX_FEATHER:g} px")
+    if args.mask is None and (args.mask_feather is not None or args.invert_mask):
+        raise UsageError("--mask-feather and --invert-mask need --mask")
+    mask_file = _mask_file(args.mask) if args.mask is not None else None  # a bad file fails before models load
     alpha = DEFAULT_ALPHA[args.method] if args.alpha is None else args.alpha
     common.check_writable(args.output)  # fail before any heavy work
     if args.method == "mapper":
@@ -143,8 +161,12 @@ def run(args: argparse.Namespace) -> int:
         params, message = _layer(args, engine, doc, device)
         from styleclip_desktop.document import Layer, UndoStack, actions
 
-        layer = Layer(params, alpha=alpha)
+        layer = Layer(params, alpha=alpha,
+                      mask=None if args.mask is None else _mask(args, engine, doc, mask_file))
         UndoStack().push(actions.add_layer(doc, layer))
+        masked = engine.renderer.masked_notice(doc)
+        if masked:
+            common.note(f"notice: {masked}")
         report = _leak_lines(engine, doc, layer.id) if args.report else []
         if out_suffix == ".scproj":
             from styleclip_desktop.document import save_project
@@ -166,6 +188,61 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         engine.shutdown()
+
+
+def _mask_file(value: str) -> Any:
+    """A mask image's coverage (float32, square) when `value` names a file, else None (a region)."""
+    from styleclip_desktop.methods.regions import REGION_NAMES, region_name
+
+    path = Path(value)
+    if not path.exists():
+        try:
+            region_name(value)
+            return None
+        except UserError:
+            pass
+        raise UsageError(f"--mask: {value!r} is neither a region ({', '.join(REGION_NAMES)}) nor a file")
+    return read_mask_image(path)
+
+
+def read_mask_image(path: Path) -> Any:
+    """A mask image of the aligned face as coverage in [0, 1]: its luminance, or its alpha
+    channel where it has one that is not fully opaque (white or opaque: the edit acts)."""
+    import numpy as np
+    from PIL import Image
+
+    from styleclip_desktop.faces.imaging import load_image
+
+    loaded = load_image(path)
+    pixels = loaded.pixels
+    if pixels.shape[0] != pixels.shape[1]:
+        raise UserError(f"the mask {path.name} is {pixels.shape[1]}x{pixels.shape[0]}; a mask covers the aligned "
+                        "face, so it must be square")
+    try:
+        with Image.open(path) as img:
+            alpha = np.asarray(img.getchannel("A"), np.float32) if "A" in img.getbands() else None
+    except (OSError, ValueError):
+        alpha = None
+    if alpha is not None and alpha.shape == pixels.shape[:2] and alpha.min() < 255:
+        return alpha / 255.0
+    return (pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
+
+
+def _mask(args: argparse.Namespace, engine: Engine, doc: Document, coverage: Any) -> Any:
+    """The new layer's mask: an automatic region of this face, or the given image."""
+    from styleclip_desktop.document import LayerMask
+
+    settings = {"inverted": bool(args.invert_mask), "start_res": args.mask_start}
+    if coverage is None:
+        from styleclip_desktop.methods.regions import region_mask
+
+        feather = 6.0 if args.mask_feather is None else args.mask_feather
+        with common.progress.stage(f"finding the {args.mask} region"):
+            return region_mask(engine.renderer, doc, args.mask, feather=feather, **settings)
+    try:
+        return LayerMask.from_coverage(coverage, feather=args.mask_feather or 0.0, **settings)
+    except ValueError as exc:
+        raise UsageError(f"--mask: {exc}") from None
 
 
 def _leak_lines(engine: Engine, doc: Document, layer_id: str) -> list[str]:

@@ -19,6 +19,7 @@ from styleclip_desktop.document.actions import (
     set_fps,
     set_keyframe,
     set_locked,
+    set_mask,
     set_params,
     set_visible,
     toggle_visibility,
@@ -62,6 +63,7 @@ from styleclip_desktop.document.errors import (
 )
 from styleclip_desktop.document.events import EmitterGroup, Event, EventedModel, EventEmitter
 from styleclip_desktop.document.layers import Layer, LayerStack, new_layer_id
+from styleclip_desktop.document.masks import MASK_SIZE, LayerMask
 from styleclip_desktop.document.params import (
     LAYER_KINDS,
     S_SPACE,
@@ -93,7 +95,7 @@ __all__ = [
     "AddLayer", "Alignment", "ArrayDataError", "Autosaver", "Command", "CorruptProjectError", "DirectionSource",
     "Document", "DocumentCommand", "DocumentError", "EASE_IN_OUT", "EASINGS", "EmitterGroup", "Event",
     "EventEmitter", "EventedModel", "GlobalDirectionParams", "HOLD", "Keyframe", "LAYER_KINDS", "LINEAR",
-    "Layer", "LayerParams", "LayerStack", "LockedLayerError", "MacroCommand", "ManifestError",
+    "Layer", "LayerMask", "LayerParams", "LayerStack", "MASK_SIZE", "LockedLayerError", "MacroCommand", "ManifestError",
     "MapperParams", "MissingMemberError", "MoveLayer", "NewerSchemaError", "OptimizationParams", "OversizedProjectError", "SliderParams",
     "PROJECT_SUFFIX", "ProjectFileError", "ProjectReadError", "RecoverableProject", "RemoveLayer",
     "SCHEMA_VERSION", "S_SPACE", "SetAttr", "SetDocumentAttr", "SetLayerAttr", "SetTimelineAttr",
@@ -103,5 +105,5 @@ __all__ = [
     "move_layer", "new_layer_id", "params_class", "read_manifest", "read_thumbnail", "recover",
     "register_layer_kind", "remove_keyframe", "remove_layer", "rename_layer", "save_project",
     "set_alpha", "set_document_attr", "set_duration", "set_fps", "set_keyframe", "set_locked",
-    "set_params", "set_visible", "sha256_hex", "toggle_visibility", "write_project",
+    "set_mask", "set_params", "set_visible", "sha256_hex", "toggle_visibility", "write_project",
 ]

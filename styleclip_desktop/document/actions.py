@@ -23,6 +23,7 @@ from styleclip_desktop.document.commands import (
 )
 from styleclip_desktop.document.document import Document
 from styleclip_desktop.document.layers import Layer
+from styleclip_desktop.document.masks import LayerMask
 from styleclip_desktop.document.params import LayerParams
 from styleclip_desktop.document.timeline import LINEAR, Keyframe, with_keyframe, without_keyframe
 
@@ -86,6 +87,16 @@ def set_params(doc: Document, layer_id: str, merge_key: object = None, **changes
     params = layer.params.with_changes(**changes)
     what = ", ".join(sorted(changes)) or "parameters"
     return SetLayerAttr(doc, layer_id, "params", params, f'Change {what} of "{layer.name}"', merge_key)
+
+
+def set_mask(doc: Document, layer_id: str, mask: LayerMask | None, text: str | None = None,
+             merge_key: object = None) -> SetLayerAttr:
+    """Give a layer a mask, change it or (None) take it away; pass the same `merge_key`
+    for every dab of one brush stroke so the stroke undoes as one step."""
+    name = _name(doc, layer_id)
+    if text is None:
+        text = f'Remove the mask of "{name}"' if mask is None else f'Mask of "{name}"'
+    return SetLayerAttr(doc, layer_id, "mask", mask, text, merge_key)
 
 
 def set_document_attr(doc: Document, attr: str, value: Any, text: str | None = None) -> SetDocumentAttr:

@@ -30,11 +30,12 @@ from typing import Any, ClassVar
 from styleclip_desktop.document import validators as v
 from styleclip_desktop.document.errors import LockedLayerError
 from styleclip_desktop.document.events import EmitterGroup, Event, EventedModel
+from styleclip_desktop.document.masks import LayerMask, mask_or_none
 from styleclip_desktop.document.params import LayerParams
 
 # Fields a lock protects. Visibility stays free (comparing with and without a locked
 # edit is what locking is for), and the lock itself must be changeable.
-LOCKED_FIELDS = frozenset({"name", "alpha", "params"})
+LOCKED_FIELDS = frozenset({"name", "alpha", "params", "mask"})
 
 
 def new_layer_id() -> str:
@@ -64,6 +65,7 @@ class Layer(EventedModel):
         "alpha": v.finite_float,
         "locked": v.strict_bool,
         "params": _params,
+        "mask": mask_or_none,
     }
 
     id: str
@@ -72,6 +74,7 @@ class Layer(EventedModel):
     alpha: float
     locked: bool
     params: LayerParams
+    mask: LayerMask | None
 
     def __init__(
         self,
@@ -82,6 +85,7 @@ class Layer(EventedModel):
         visible: bool = True,
         locked: bool = False,
         id: str | None = None,
+        mask: LayerMask | None = None,
     ) -> None:
         params = _params(params)
         self._init_fields(
@@ -90,6 +94,7 @@ class Layer(EventedModel):
             alpha=params.default_alpha if alpha is None else alpha,
             visible=visible,
             locked=locked,
+            mask=mask,
         )
         object.__setattr__(self, "id", new_layer_id() if id is None else _layer_id(id))
         object.__setattr__(self, "_owner", None)
@@ -115,7 +120,7 @@ class Layer(EventedModel):
             owner._validate_params(self, value)
 
     def copy(self, *, id: str | None = None, name: str | None = None) -> Layer:
-        """A new, unlocked layer with the same settings (parameters are immutable, so shared).
+        """A new, unlocked layer with the same settings and mask (both immutable, so shared).
 
         Unlocked because a copy is made in order to vary it."""
         return Layer(
@@ -125,12 +130,13 @@ class Layer(EventedModel):
             visible=self.visible,
             locked=False,
             id=id,
+            mask=self.mask,
         )
 
     def __repr__(self) -> str:
         return (
             f"Layer(id={self.id!r}, name={self.name!r}, kind={self.kind!r}, alpha={self.alpha}, "
-            f"visible={self.visible}, locked={self.locked})"
+            f"visible={self.visible}, locked={self.locked}, mask={self.mask!r})"
         )
 
 

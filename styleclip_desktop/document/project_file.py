@@ -4,6 +4,7 @@
   "document": <see serialize.document_to_data>, "members": {...}} (deflated);
 - `arrays.npz`: the latent, optimization deltas, resolved global directions (ds in S)
   and the generator delta, all float32;
+- `masks/<array>.png`: layer masks, 8-bit grayscale PNGs (the document's 8-bit arrays);
 - `source.<ext>`: the original photo's bytes, untouched (absent for a latent-only project);
 - `thumbnail.png`: a preview for the open dialog (optional).
 
@@ -26,6 +27,7 @@ import datetime
 import io
 import json
 import os
+import re
 import stat
 import zipfile
 from collections.abc import Mapping
@@ -72,6 +74,10 @@ _MAX_DIRECTORY = 1 << 20
 # An entry per array, about 100 bytes each.
 _MAX_NPZ_DIRECTORY = 4 << 20
 _F32 = np.dtype("<f4")
+_U8 = np.dtype("u1")
+_MAX_MASK = 16 << 20  # a 512 px mask PNG is at most about 300 KB
+_MAX_MASK_PIXELS = 4096 * 4096
+_MASK_KEY = re.compile(r"[a-z0-9_]{1,64}")
 
 
 # -- saving -------------------------------------------------------------------------------
@@ -102,6 +108,8 @@ def write_project(
         raise ValueError("the thumbnail must be PNG bytes")
     path = Path(path)
     data, arrays = document_to_data(doc)
+    masks = {key: _png_bytes(a) for key, a in arrays.items() if a.dtype == _U8}
+    arrays = {key: a for key, a in arrays.items() if key not in masks}
     photo = doc.source.data if doc.source is not None else None
     photo_member = data["source"]["member"] if data["source"] is not None else None
     manifest: dict[str, Any] = {
@@ -110,7 +118,8 @@ def write_project(
         "app_version": __version__,
         "saved_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "document": data,
-        "members": {"arrays": ARRAYS, "source": photo_member, "thumbnail": THUMBNAIL if thumbnail else None},
+        "members": {"arrays": ARRAYS, "source": photo_member, "thumbnail": THUMBNAIL if thumbnail else None,
+                    "masks": sorted(masks)},
     }
     manifest.update(extra or {})
     manifest_bytes = json.dumps(manifest, indent=1, ensure_ascii=True, allow_nan=False).encode("ascii")
@@ -124,8 +133,50 @@ def write_project(
                 zf.writestr(photo_member, photo, compress_type=zipfile.ZIP_STORED)
             if thumbnail:
                 zf.writestr(THUMBNAIL, thumbnail, compress_type=zipfile.ZIP_STORED)
+            for key, png in sorted(masks.items()):
+                zf.writestr(_mask_member(key), png, compress_type=zipfile.ZIP_STORED)
 
     atomic_write(path, write)
+
+
+def _mask_member(key: str) -> str:
+    return f"masks/{key}.png"
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, np.uint8), mode="L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _read_masks(zf: zipfile.ZipFile, keys: Any) -> dict[str, np.ndarray]:
+    """The mask PNGs the manifest lists, as 8-bit arrays; the PNG header's size is checked
+    before any pixel is decoded."""
+    from PIL import Image
+
+    if keys is None:
+        return {}
+    if not isinstance(keys, list) or not all(isinstance(k, str) and _MASK_KEY.fullmatch(k) for k in keys):
+        raise ManifestError("the manifest's members.masks should list mask arrays by name")
+    out = {}
+    for key in keys:
+        raw = _read_member(zf, _mask_member(key), _MAX_MASK, f"mask {key}")
+        if not raw.startswith(PNG_SIGNATURE):
+            raise ArrayDataError(f"the mask {key} is not a PNG image; the file is damaged")
+        try:
+            with Image.open(io.BytesIO(raw), formats=["PNG"]) as img:
+                if img.width * img.height > _MAX_MASK_PIXELS:
+                    raise ArrayDataError(f"the mask {key} is {img.width}x{img.height}, larger than any mask")
+                if img.mode != "L":
+                    raise ArrayDataError(f"the mask {key} should be an 8-bit grayscale image, not {img.mode}")
+                out[key] = np.asarray(img, np.uint8).copy()
+        except (OSError, ValueError, SyntaxError) as exc:
+            if isinstance(exc, ArrayDataError):
+                raise
+            raise ArrayDataError(f"the mask {key} is a damaged PNG ({archive.why(exc)})") from None
+    return out
 
 
 def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -270,6 +321,7 @@ def _read_document(zf: zipfile.ZipFile) -> Document:
     if arrays_name != ARRAYS:
         raise ManifestError(f"the manifest names an unexpected arrays member {arrays_name!r}")
     arrays = _read_arrays(zf)
+    arrays.update(_read_masks(zf, members.obj.get("masks")))
     photo = None
     source = manifest["document"].get("source")
     if isinstance(source, dict) and source.get("member") is not None:

@@ -20,6 +20,7 @@ import numpy as np
 from styleclip_desktop.document.document import Alignment, Document, SourcePhoto
 from styleclip_desktop.document.errors import ArrayDataError, ManifestError
 from styleclip_desktop.document.layers import Layer
+from styleclip_desktop.document.masks import MASK_SIZE, LayerMask
 from styleclip_desktop.document.params import LAYER_KINDS
 from styleclip_desktop.document.timeline import Keyframe, Timeline
 from styleclip_desktop.document.validators import MAX_STYLE_CHANNELS
@@ -45,6 +46,10 @@ def document_to_data(doc: Document) -> tuple[dict[str, Any], dict[str, np.ndarra
                 key = f"layer{i}_{name}"
                 arrays[key] = array
                 refs[name] = key
+        mask = None
+        if layer.mask is not None:
+            arrays[f"layer{i}_mask"] = layer.mask.pixels
+            mask = {"array": f"layer{i}_mask", **layer.mask.settings_json()}
         layers.append({
             "id": layer.id,
             "name": layer.name,
@@ -54,6 +59,7 @@ def document_to_data(doc: Document) -> tuple[dict[str, Any], dict[str, np.ndarra
             "locked": layer.locked,
             "params": layer.params.to_json(),
             "arrays": refs,
+            "mask": mask,
         })
     generator_delta = None
     if doc.generator_delta is not None:
@@ -146,10 +152,14 @@ class Fields:
         return None if value is None else Fields(value, f"{self.where}.{key}")
 
 
-def _array(arrays: Mapping[str, np.ndarray], key: str, where: str) -> np.ndarray:
+def _array(arrays: Mapping[str, np.ndarray], key: str, where: str, dtype: type = np.float32) -> np.ndarray:
     if key not in arrays:
         raise ArrayDataError(f"{where} refers to array {key!r}, which arrays.npz does not hold")
-    return arrays[key]
+    array = arrays[key]
+    if array.dtype != dtype:
+        raise ArrayDataError(f"{where} should hold {np.dtype(dtype).name} numbers, but array {key!r} "
+                             f"holds {array.dtype}")
+    return array
 
 
 def _checked(where: str, make: Any, *args: Any, **kwargs: Any) -> Any:
@@ -258,6 +268,7 @@ def _layer(entry: Any, i: int, arrays: Mapping[str, np.ndarray], latent_shape: t
         layer_arrays[field] = array
     params_data = f.get("params", dict)
     params = _checked(f"{f.where}.params", cls.from_json, params_data, layer_arrays)
+    mask = _mask(f.sub("mask", optional=True), arrays, name)
     return _checked(  # type: ignore[no-any-return]
         f.where,
         Layer,
@@ -267,7 +278,21 @@ def _layer(entry: Any, i: int, arrays: Mapping[str, np.ndarray], latent_shape: t
         visible=f.get("visible", bool),
         locked=f.get("locked", bool),
         id=f.get("id", str),
+        mask=mask,
     )
+
+
+def _mask(f: Fields | None, arrays: Mapping[str, np.ndarray], name: str) -> LayerMask | None:
+    """A layer's mask (projects from before masks have none)."""
+    if f is None:
+        return None
+    pixels = _array(arrays, f.get("array", str), f"{f.where}.array", np.uint8)
+    if pixels.shape != (MASK_SIZE, MASK_SIZE):
+        raise ArrayDataError(f'the mask of layer "{name}" should be {MASK_SIZE}x{MASK_SIZE} pixels, '
+                             f"got shape {pixels.shape}")
+    return _checked(  # type: ignore[no-any-return]
+        f.where, LayerMask, pixels, feather=f.get("feather", float), inverted=f.get("inverted", bool),
+        enabled=f.get("enabled", bool), start_res=f.get("start_res", int))
 
 
 def _timeline(f: Fields, layer_ids: set[str]) -> Timeline:

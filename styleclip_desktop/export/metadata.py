@@ -60,8 +60,12 @@ def build_metadata(doc: Any, alphas: Mapping[str, float] | None = None, *,
     layers = []
     for layer in doc.layers:
         alpha = float(alphas.get(layer.id, layer.alpha)) if alphas is not None else float(layer.alpha)
-        layers.append({"name": layer.name, "kind": layer.kind, "visible": bool(layer.visible), "alpha": alpha,
-                       **layer.params.settings_json()})
+        entry = {"name": layer.name, "kind": layer.kind, "visible": bool(layer.visible), "alpha": alpha,
+                 **layer.params.settings_json()}
+        mask = getattr(layer, "mask", None)
+        if mask is not None:  # where it acted: the settings and how much of the face it covers
+            entry["mask"] = {**mask.settings_json(), "coverage": round(float(mask.coverage(64).mean()), 4)}
+        layers.append(entry)
     from_photo = doc.source is not None
     meta: dict[str, Any] = {
         "app": APP_NAME,
@@ -91,7 +95,8 @@ def summary(meta: Mapping[str, Any]) -> str:
             continue
         text = layer.get("target") or layer.get("prompt") or layer.get("checkpoint") or layer.get("name")
         beta = f", β {layer['beta']:g}" if isinstance(layer.get("beta"), int | float) else ""
-        parts.append(f'"{text}" α {layer["alpha"]:g}{beta}')
+        masked = " (masked)" if isinstance(layer.get("mask"), dict) and layer["mask"].get("enabled") else ""
+        parts.append(f'"{text}" α {layer["alpha"]:g}{beta}{masked}')
     notice = str(meta.get("notice", EDITED_NOTICE))
     if meta.get("synthetic"):
         notice += " (synthetic test models)"

@@ -21,7 +21,7 @@ no flip for the upsampling conv); the loaders in `weights/` convert the other fo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,6 +182,15 @@ class MappingNetwork(nn.Module):
         return x
 
 
+# A per-channel scale (B, C, 1, 1), or a function that scales activations by a blend of
+# several (see `BlendedScale`).
+Scale = Tensor | Callable[[Tensor], Tensor]
+
+
+def _scaled(x: Tensor, scale: Scale) -> Tensor:
+    return x * scale if isinstance(scale, Tensor) else scale(x)
+
+
 class StyledConv(nn.Module):
     """Modulated 3x3 conv (+ optional 2x upsampling), constant noise, bias, lrelu."""
 
@@ -201,17 +210,27 @@ class StyledConv(nn.Module):
         self.register_buffer("filter", fir_filter_1d())
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        return self.apply_modulation(x, *self.modulation(style))
+
+    def modulation(self, style: Tensor) -> tuple[Tensor, Tensor]:
+        """A style (B, in) as the input scale (B, in, 1, 1) and demodulation (B, out, 1, 1).
+
+        A masked render blends these per pixel into maps (B, C, H, W) of the same values
+        where the mask is 0 or 1 (see `Generator.synthesize_masked`)."""
+        dcoef = (style.square() @ self.weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()
+        return style.view(style.shape[0], -1, 1, 1), dcoef.view(dcoef.shape[0], -1, 1, 1)
+
+    def apply_modulation(self, x: Tensor, scale: Scale, dcoef: Scale) -> Tensor:
         # Modulate activations rather than weights: mathematically identical to the fused
         # grouped conv, but keeps the batch dimension free (dynamic batch in ONNX export).
         w = self.weight
-        dcoef = (style.square() @ w.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()
-        x = x * style.view(style.shape[0], -1, 1, 1)
+        x = _scaled(x, scale)
         if self.up:
             x = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
             x = upfirdn2d(x, self.filter, pad=(1, 1), gain=4.0)
         else:
             x = F.conv2d(x, w, padding=1)
-        x = x * dcoef.view(dcoef.shape[0], -1, 1, 1)
+        x = _scaled(x, dcoef)
         x = x + self.noise_const * self.noise_strength
         return lrelu_agc(x, self.bias, self.conv_clamp)
 
@@ -227,7 +246,14 @@ class ToRGB(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_ch)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        x = x * (style * self.weight_gain).view(style.shape[0], -1, 1, 1)
+        return self.apply_modulation(x, self.modulation(style))
+
+    def modulation(self, style: Tensor) -> Tensor:
+        """A style (B, in) as the input scale (B, in, 1, 1)."""
+        return (style * self.weight_gain).view(style.shape[0], -1, 1, 1)
+
+    def apply_modulation(self, x: Tensor, scale: Scale) -> Tensor:
+        x = _scaled(x, scale)
         x = F.conv2d(x, self.weight) + self.bias.view(1, -1, 1, 1)
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
@@ -336,12 +362,7 @@ class Generator(nn.Module):
 
     # --- synthesis --------------------------------------------------------------------
 
-    def synthesize(self, styles: Sequence[Tensor], out_res: int | None = None) -> Tensor:
-        """S -> image (B, C, H, W), range about [-1, 1].
-
-        `out_res` stops after that block and returns the skip image summed so far: a cheap
-        low-resolution preview of the same picture.
-        """
+    def _check_styles(self, styles: Sequence[Tensor], out_res: int | None) -> int:
         if len(styles) != len(self.slots):
             raise ValueError(f"expected {len(self.slots)} style vectors, got {len(styles)}")
         for slot, s in zip(self.slots, styles, strict=True):
@@ -350,6 +371,17 @@ class Generator(nn.Module):
         stop = out_res or self.config.resolution
         if stop not in self.config.resolutions:
             raise ValueError(f"out_res must be one of {self.config.resolutions}, got {stop}")
+        return stop
+
+    def synthesize(self, styles: Sequence[Tensor], out_res: int | None = None,
+                   taps: dict[int, Tensor] | None = None) -> Tensor:
+        """S -> image (B, C, H, W), range about [-1, 1].
+
+        `out_res` stops after that block and returns the skip image summed so far: a cheap
+        low-resolution preview of the same picture. `taps`, when given, receives each
+        block's feature map (B, C, res, res) by resolution, as the block leaves it.
+        """
+        stop = self._check_styles(styles, out_res)
         batch = styles[0].shape[0]
         x = self.const.unsqueeze(0).expand(batch, -1, -1, -1)
         img: Tensor | None = None
@@ -358,10 +390,105 @@ class Generator(nn.Module):
             if slot.resolution > stop:
                 break
             if slot.is_torgb:
+                if taps is not None:
+                    taps[slot.resolution] = x
                 y = layer(x, s)
                 img = y if img is None else upsample2d(img, self.filter) + y
             else:
                 x = layer(x, s)
+        assert img is not None
+        return img
+
+    def synthesize_masked(self, branches: Sequence[Sequence[Tensor]], masks: Sequence[Tensor],
+                          start_res: int, out_res: int | None = None) -> Tensor:
+        """Masked layers blended in feature space.
+
+        `branches[0]` are the styles without the masked layers, `branches[k]` with the
+        first k of them (in stack order); `masks[k - 1]` is layer k's coverage (1, 1, h, w)
+        in [0, 1]. Below `start_res` every branch runs on its own; the first unit at
+        `start_res` or finer still runs per branch, then the branches' feature maps and
+        skip images are blended by the masks resized to that resolution, and the rest runs
+        once with every style blended per pixel into a map (its demodulation likewise).
+        A unit whose styles agree across branches runs once, unblended.
+
+        Blends go through `torch.lerp`, which returns its end points exactly: where every
+        mask is 1 the result equals `synthesize(branches[-1])` bit for bit, and where every
+        mask is 0 it equals `synthesize(branches[0])`.
+        """
+        if len(branches) != len(masks) + 1 or not masks:
+            raise ValueError("a masked synthesis needs one more style branch than masks, and a mask")
+        stop = max(self._check_styles(b, out_res) for b in branches)
+        if start_res not in self.config.resolutions:
+            raise ValueError(f"start_res must be one of {self.config.resolutions}, got {start_res}")
+        sized: dict[int, list[Tensor]] = {}
+
+        def masks_at(res: int) -> list[Tensor]:
+            if res not in sized:
+                sized[res] = [resize_coverage(m, res) for m in masks]
+            return sized[res]
+
+        def blend(values: Sequence[Tensor], res: int) -> Tensor:
+            return blend_branches(values, masks_at(res))
+
+        supports: dict[int, tuple[int, tuple[slice, slice] | None]] = {}
+
+        def scale(values: Sequence[Tensor], res: int) -> BlendedScale:
+            if res not in supports:
+                supports[res] = blend_support(masks_at(res))
+            return BlendedScale(values, masks_at(res), *supports[res])
+
+        batch = branches[0][0].shape[0]
+        const = self.const.unsqueeze(0).expand(batch, -1, -1, -1)
+        xs: list[Tensor] = [const] * len(branches)  # per branch until blended
+        imgs: list[Tensor | None] = [None] * len(branches)
+        x: Tensor | None = None
+        img: Tensor | None = None
+        pending_up: Tensor | None = None  # the blended, already upsampled skip image
+        layers = self._styled_layers()
+        for slot, layer in zip(self.slots, layers, strict=True):
+            if slot.resolution > stop:
+                break
+            styles = [b[slot.index] for b in branches]
+            same = all(torch.equal(styles[0], s) for s in styles[1:])
+            if x is None:  # branches still apart; where they agree so far, they are one object
+                shared = same and all(xk is xs[0] for xk in xs)
+                if slot.is_torgb:
+                    if shared and all(im is imgs[0] for im in imgs):
+                        y = layer(xs[0], styles[0])
+                        imgs = [y if imgs[0] is None else upsample2d(imgs[0], self.filter) + y] * len(imgs)
+                    else:
+                        ys = [layer(xk, s) for xk, s in zip(xs, styles, strict=True)]
+                        imgs = [y if im is None else upsample2d(im, self.filter) + y
+                                for im, y in zip(imgs, ys, strict=True)]
+                else:
+                    xs = [layer(xs[0], styles[0])] * len(xs) if shared else [
+                        layer(xk, s) for xk, s in zip(xs, styles, strict=True)]
+                    if slot.resolution >= start_res:
+                        x = blend(xs, slot.resolution)
+                        if imgs[0] is not None:
+                            pending_up = blend([upsample2d(im, self.filter) for im in imgs if im is not None],
+                                               slot.resolution)
+                continue
+            if slot.is_torgb:
+                assert isinstance(layer, ToRGB)
+                y = layer(x, styles[0]) if same else layer.apply_modulation(
+                    x, scale([layer.modulation(s) for s in styles], slot.resolution))
+                if pending_up is not None:
+                    img, pending_up = pending_up + y, None
+                else:
+                    img = y if img is None else upsample2d(img, self.filter) + y
+            else:
+                assert isinstance(layer, StyledConv)
+                if same:
+                    x = layer(x, styles[0])
+                else:
+                    mods = [layer.modulation(s) for s in styles]
+                    in_res = slot.resolution // 2 if layer.up else slot.resolution
+                    x = layer.apply_modulation(x, scale([m[0] for m in mods], in_res),
+                                               scale([m[1] for m in mods], slot.resolution))
+        if x is None:  # stopped before the start resolution: blend the pictures
+            assert all(im is not None for im in imgs)
+            return blend([im for im in imgs if im is not None], stop)
         assert img is not None
         return img
 
@@ -403,6 +530,82 @@ def state_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
                        p + "affine.weight": (ch, cfg.w_dim), p + "affine.bias": (ch,)})
         prev = ch
     return shapes
+
+
+# --- masked synthesis helpers ---------------------------------------------------------
+
+
+def resize_coverage(mask: Tensor, res: int) -> Tensor:
+    """A coverage map (1, 1, h, w) at `res` x `res`: area-averaged down, bilinear up.
+
+    Both keep 0 and 1 exact where the mask is flat, which is what keeps pixels far
+    outside a mask exactly as they were."""
+    if mask.shape[-1] == res:
+        return mask
+    if mask.shape[-1] > res:
+        return F.adaptive_avg_pool2d(mask, res).clamp(0.0, 1.0)
+    return F.interpolate(mask, size=(res, res), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+
+
+def blend_branches(values: Sequence[Tensor], masks: Sequence[Tensor]) -> Tensor:
+    """Blend per-branch values (branch k has the first k masked layers) by their masks.
+
+    Mathematically v0 + sum_k m_k (v_k - v_{k-1}); written as a chain of lerps that is
+    exact at the end points: with masks of 1 below layer k, the running value is exactly
+    v_{k-1}, so layer k's lerp returns exactly v_k or v_{k-1}."""
+    out = values[0]
+    if all(v is out for v in values):
+        return out
+    for k in range(1, len(values)):
+        end = values[k] if k == 1 else values[k] + (out - values[k - 1])
+        out = torch.lerp(out, end, masks[k - 1].to(out.dtype))
+    return out
+
+
+def _box(where: Tensor) -> tuple[slice, slice] | None:
+    """The bounding box of the True pixels of a (H, W) map, None when there are none."""
+    rows, cols = where.any(dim=1).nonzero(), where.any(dim=0).nonzero()
+    if rows.numel() == 0:
+        return None
+    return slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)
+
+
+def blend_support(masks: Sequence[Tensor]) -> tuple[int, tuple[slice, slice] | None]:
+    """(branch, box): outside `box` the blend is exactly that branch's value.
+
+    For one mask it is the smaller of the box where the mask is above 0 (branch 0 outside)
+    and the box where it is below 1 (branch 1 outside); for several, where any is above 0."""
+    if len(masks) == 1:
+        m = masks[0][0, 0]
+        above, below = _box(m > 0), _box(m < 1)
+        if above is None:
+            return 0, None
+        if below is None:
+            return 1, None
+
+        def area(b: tuple[slice, slice]) -> int:
+            return (b[0].stop - b[0].start) * (b[1].stop - b[1].start)
+
+        return (1, below) if area(below) < area(above) else (0, above)
+    return 0, _box(torch.stack([m[0, 0] > 0 for m in masks]).any(dim=0))
+
+
+class BlendedScale:
+    """Scales activations by per-branch scales (B, C, 1, 1) blended per pixel by masks,
+    computing the blend only inside the box where it differs from one branch: the same
+    numbers as `x * blend_branches(values, masks)` at a fraction of the memory traffic
+    when the mask covers a part of the face."""
+
+    def __init__(self, values: Sequence[Tensor], masks: Sequence[Tensor], base: int,
+                 box: tuple[slice, slice] | None) -> None:
+        self.values, self.masks, self.base, self.box = values, masks, base, box
+
+    def __call__(self, x: Tensor) -> Tensor:
+        out = x * self.values[self.base]
+        if self.box is not None:
+            ys, xs = self.box
+            out[..., ys, xs] = x[..., ys, xs] * blend_branches(self.values, [m[..., ys, xs] for m in self.masks])
+        return out
 
 
 # --- S packing helpers ----------------------------------------------------------------

@@ -33,7 +33,7 @@ from styleclip_desktop.errors import Cancelled, UserError
 from styleclip_desktop.methods import global_directions as gd
 from styleclip_desktop.render import onnx_export, stored_directions
 from styleclip_desktop.render.backends import OnnxBackend, TorchBackend, cuda_usable, is_out_of_memory
-from styleclip_desktop.render.pipeline import ModelSet, Renderer, array_key
+from styleclip_desktop.render.pipeline import ModelSet, Renderer
 from styleclip_desktop.render.prefetch import AxisSweeps
 from styleclip_desktop.render.state import RenderState, snapshot
 from styleclip_desktop.render.worker import Job, JobContext, Priority, Worker
@@ -229,8 +229,7 @@ class Engine:
         """Whether this frame is in the frame cache (a scrub can then render it synchronously)."""
         state = snapshot(doc_or_state)
         r = self.renderer
-        key = (array_key(r.styles_for(state, alphas)), self._res(preview), r.generator_key(state))
-        return r.frames.peek(key)
+        return r.frames.peek(r.frame_key(state, alphas, self._res(preview)))
 
     def cache_stats(self) -> dict[str, dict[str, int]]:
         return self.renderer.cache_stats()

@@ -110,6 +110,24 @@ class ModelSet:
     synthetic: bool = False
 
 
+MASKED_ON_TORCH = "masked layers render with PyTorch: the exported ONNX graphs take no masks"
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """One frame to synthesize: a flat S (1, S), or with masked layers one S per branch
+    (branch k has the first k masked layers) and the masks; `key` names the frame."""
+
+    branches: tuple[torch.Tensor, ...]
+    masks: tuple[Any, ...]  # LayerMask, one per masked layer
+    start_res: int
+    key: str
+
+    @property
+    def masked(self) -> bool:
+        return bool(self.masks)
+
+
 def array_key(a: np.ndarray | torch.Tensor) -> str:
     arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     h = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=16)
@@ -335,6 +353,61 @@ class Renderer:
                 s = gd.apply_direction(s, self.slider_direction(p), alpha)
         return s
 
+    # --- masks --------------------------------------------------------------------------
+
+    def masked_layers(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> list[Any]:
+        """The visible layers whose enabled mask confines them, in stack order (a mask
+        that reveals everything changes nothing, so its layer renders as usual)."""
+        return [layer for layer in doc.layers
+                if layer.visible and _alpha(layer, alphas) != 0.0 and getattr(layer, "mask", None) is not None
+                and layer.mask.active()]
+
+    def masked_notice(self, doc: DocLike) -> str | None:
+        """What to tell a user whose masked layers bypass the ONNX graphs, if they do."""
+        return MASKED_ON_TORCH if self.backend.kind == "onnx" and self.masked_layers(doc) else None
+
+    def plan(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> RenderPlan:
+        """What to synthesize for one alpha setting: one S, or (with masked layers) the
+        style branches and masks of a masked synthesis."""
+        masked = self.masked_layers(doc, alphas)
+        hidden = [layer for layer in masked if layer.mask.extent == "none"]  # masked out entirely
+        masked = [layer for layer in masked if layer.mask.extent != "none"]
+        base = dict(alphas or {})
+        base.update({layer.id: 0.0 for layer in hidden})
+        if not masked:
+            s = self.styles_for(doc, base if hidden else alphas)
+            return RenderPlan((s,), (), 0, array_key(s))
+        branches = []
+        for k in range(len(masked) + 1):
+            off = {layer.id: 0.0 for layer in masked[k:]}
+            branches.append(self.styles_for(doc, {**base, **off}))
+        masks = tuple(layer.mask for layer in masked)
+        start = max(m.start_res for m in masks)
+        h = hashlib.blake2b(digest_size=16)
+        for b in branches:
+            h.update(array_key(b).encode())
+        for m in masks:
+            h.update(m.key.encode())
+        h.update(str(start).encode())
+        return RenderPlan(tuple(branches), masks, start, "masked-" + h.hexdigest())
+
+    def frame_key(self, doc: DocLike, alphas: Mapping[str, float] | None, res: int) -> tuple[str, int, str]:
+        """The frame cache's key for this document at these alphas and this size."""
+        return (self.plan(doc, alphas).key, res, self.generator_key(doc))
+
+    def synthesize_masked(self, doc: DocLike, plans: Sequence[RenderPlan], res: int) -> np.ndarray:
+        """Masked plans that share their masks, as one batch (B, H, W, 3) uint8. Always
+        PyTorch: the exported ONNX graphs take no masks."""
+        G = self.generator_for(doc)
+        first = plans[0]
+        start = min(first.start_res, G.config.resolution)  # a start beyond the output blends the pictures
+        with torch.no_grad():
+            branches = [unpack_styles(torch.cat([p.branches[k] for p in plans]).to(self.device), G.style_dims)
+                        for k in range(len(first.branches))]
+            masks = [torch.from_numpy(np.array(m.coverage(), np.float32))[None, None].to(self.device)
+                     for m in first.masks]
+            return to_uint8(G.synthesize_masked(branches, masks, start, out_res=res))
+
     def synthesize(self, doc: DocLike, s_flat: torch.Tensor, out_res: int | None = None) -> np.ndarray:
         """(B, S) -> (B, H, W, 3) uint8, on the backend (torch for a fine-tuned generator)."""
         G = self.generator_for(doc)
@@ -351,16 +424,24 @@ class Renderer:
         synthesized together in one batch. Cached frames are read-only."""
         res = out_res or self.G.config.resolution
         gkey = self.generator_key(doc)
-        styles = [self.styles_for(doc, a) for a in alphas_list]
-        keys = [(array_key(s), res, gkey) for s in styles]
+        plans = [self.plan(doc, a) for a in alphas_list]
+        keys = [(p.key, res, gkey) for p in plans]
         out: list[np.ndarray | None] = [self.frames.get(k) for k in keys]
         todo: dict[tuple[str, int, str], int] = {}
         for i, (k, f) in enumerate(zip(keys, out, strict=True)):
             if f is None and k not in todo:
                 todo[k] = i
-        if todo:
-            images = self.synthesize(doc, torch.cat([styles[i] for i in todo.values()]), res)
-            for k, img in zip(todo, images, strict=True):
+        # Plain frames go to the backend in one batch; masked ones in batches that share masks.
+        groups: dict[tuple[str, ...], list[tuple[str, int, str]]] = {}
+        for k, i in todo.items():
+            groups.setdefault(tuple(m.key for m in plans[i].masks), []).append(k)
+        for mask_keys, group in groups.items():
+            chosen = [plans[todo[k]] for k in group]
+            if mask_keys:
+                images = self.synthesize_masked(doc, chosen, res)
+            else:
+                images = self.synthesize(doc, torch.cat([p.branches[0] for p in chosen]), res)
+            for k, img in zip(group, images, strict=True):
                 img = np.ascontiguousarray(img)
                 img.setflags(write=False)
                 self.frames.put(k, img)

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from styleclip_desktop.render.pipeline import array_key
 from styleclip_desktop.render.state import RenderState, snapshot
 
 if TYPE_CHECKING:
@@ -267,8 +266,7 @@ class _Lookup:
         if key is None:
             if sweep.generator_key is None:
                 sweep.generator_key = r.generator_key(self.state)
-            s = r.styles_for(self.state, {**self.alphas, self.layer_id: alpha})
-            key = (array_key(s), sweep.res, sweep.generator_key)
+            key = (r.plan(self.state, {**self.alphas, self.layer_id: alpha}).key, sweep.res, sweep.generator_key)
             if len(sweep.keys) < 4096:
                 sweep.keys[alpha] = key
         return r.frames.get(key) if r.frames.peek(key) else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from styleclip_desktop.document.masks import LayerMask
 from styleclip_desktop.document.params import LayerParams
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class LayerState:
     visible: bool
     alpha: float
     params: LayerParams
+    mask: LayerMask | None = None
 
     @property
     def kind(self) -> str:
@@ -84,7 +86,8 @@ def snapshot(doc: Document | RenderState) -> RenderState:
     """A `RenderState` of `doc` as it is now (a state is returned unchanged)."""
     if isinstance(doc, RenderState):
         return doc
-    layers = tuple(LayerState(layer.id, bool(layer.visible), float(layer.alpha), layer.params) for layer in doc.layers)
+    layers = tuple(LayerState(layer.id, bool(layer.visible), float(layer.alpha), layer.params, layer.mask)
+                   for layer in doc.layers)
     delta = doc.generator_delta
     return RenderState(
         latent=_frozen_copy(doc.latent),

@@ -4,7 +4,8 @@ Navigation follows the habits of GIMP and Photoshop: Ctrl+wheel zooms about the 
 the wheel scrolls, Space-drag and middle-drag pan, Ctrl+0 fits, Ctrl+1 is 100%. Before/
 after: a wipe whose split follows a left-drag, side by side with one shared zoom and pan,
 and holding backslash shows the original. While a photo is being opened the canvas shows
-the photo itself with the landmark handles or the face boxes over it.
+the photo itself with the landmark handles or the face boxes over it. In paint mode
+left-drags paint the current layer's mask instead (`mask_tools.MaskTool`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 from styleclip_desktop.ui.compare import CompareMode, draw_image, label, paint_wipe
 from styleclip_desktop.ui.images import to_qimage
 from styleclip_desktop.ui.landmarks import FaceChooser, LandmarkEditor
+from styleclip_desktop.ui.mask_tools import MaskTool
 from styleclip_desktop.ui.state import EditorState
 
 MIN_SCALE, MAX_SCALE = 1 / 32, 32.0
@@ -84,6 +86,7 @@ class Canvas(QWidget):
         self.landmarks: LandmarkEditor | None = None
         self.chooser: FaceChooser | None = None
         self.banner = Banner(self)
+        self.mask_tool = MaskTool(state, self)  # paints the current layer's mask in paint mode
         self.banner.ok.clicked.connect(self._accept_landmarks)
         self.banner.cancel.clicked.connect(self.end_pick)
         self.banner.cancel.clicked.connect(self.pick_cancelled.emit)
@@ -293,6 +296,8 @@ class Canvas(QWidget):
             p.drawLine(QPointF(half, 0), QPointF(half, self.height()))
         else:
             draw_image(p, self._image, target, self.scale)
+        if self._photo is None and self._image is not None:
+            self.mask_tool.paint(p)
         p.end()
 
     # -- input -------------------------------------------------------------------------
@@ -328,6 +333,8 @@ class Canvas(QWidget):
             if index is not None:
                 self.end_pick()
                 self.face_chosen.emit(index)
+        elif self.mask_tool.press(pos):
+            return
         elif self.compare is CompareMode.WIPE and self._image is not None:
             self._wiping = True
             self._wipe_to(pos)
@@ -358,10 +365,13 @@ class Canvas(QWidget):
                 self.chooser.hover = hover
                 self.setCursor(Qt.CursorShape.PointingHandCursor if hover is not None else Qt.CursorShape.ArrowCursor)
                 self.update()
+        elif self.mask_tool.move(pos):
+            return
         elif self.compare is CompareMode.WIPE and self._image is not None:
             self.setCursor(Qt.CursorShape.SplitHCursor)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.mask_tool.release()
         if self._pan_from is not None:
             self._pan_from = None
             self.setCursor(Qt.CursorShape.OpenHandCursor if self._space else Qt.CursorShape.ArrowCursor)

@@ -42,6 +42,7 @@ LAYOUT_VERSION = 1
 PANELS = (
     ("promptDock", "Prompt", "prompt_panel", "PromptPanel", Qt.DockWidgetArea.LeftDockWidgetArea),
     ("slidersDock", "Sliders", "sliders_panel", "SlidersPanel", Qt.DockWidgetArea.LeftDockWidgetArea),
+    ("maskDock", "Mask", "mask_panel", "MaskPanel", Qt.DockWidgetArea.LeftDockWidgetArea),
     ("layersDock", "Layers", "layers_panel", "LayersPanel", Qt.DockWidgetArea.RightDockWidgetArea),
     ("propertiesDock", "Properties", "properties_panel", "PropertiesPanel", Qt.DockWidgetArea.RightDockWidgetArea),
     ("timelineDock", "Timeline", "timeline_panel", "TimelinePanel", Qt.DockWidgetArea.BottomDockWidgetArea),
@@ -118,6 +119,9 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         self.panels: dict[str, QWidget] = {}
         self._build_docks()
+        bind_canvas = getattr(self.panels.get("maskDock"), "bind_canvas", None)
+        if bind_canvas is not None:  # the Mask panel drives the canvas's mask tool
+            bind_canvas(self.canvas)
         self.status = StatusBar(self.state, self)
         self.setStatusBar(self.status)
         self.projects = ProjectController(self.state, settings, self.presenter, self)
@@ -165,6 +169,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["propertiesDock"], self.docks["historyDock"])
         self.docks["propertiesDock"].raise_()
         self.tabifyDockWidget(self.docks["promptDock"], self.docks["slidersDock"])
+        self.tabifyDockWidget(self.docks["slidersDock"], self.docks["maskDock"])
         self.docks["promptDock"].raise_()
         d = self.docks
         self.resizeDocks([d["promptDock"], d["layersDock"]], [300, 380], Qt.Orientation.Horizontal)

@@ -93,6 +93,9 @@ def build_menus(w: MainWindow) -> Actions:
     fill_layer_menu = getattr(w.panels.get("layersDock"), "fill_layer_menu", None)
     if fill_layer_menu is not None:
         fill_layer_menu(bar.addMenu("&Layer"), w)
+    fill_mask_menu = getattr(w.panels.get("maskDock"), "fill_mask_menu", None)
+    if fill_mask_menu is not None:
+        fill_mask_menu(bar.addMenu("M&ask"), w)
 
     v = bar.addMenu("&View")
     zin = act(v, "Zoom &In", w.canvas.zoom_in, Std.ZoomIn, "Ctrl+=", "Ctrl++")

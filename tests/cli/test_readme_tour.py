@@ -11,6 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -66,6 +67,9 @@ def test_every_readme_command_runs_on_a_synthesized_models_directory(
     work.mkdir()
     monkeypatch.chdir(work)
     Image.fromarray(skimage_data.astronaut()).save(work / "photo.jpg", quality=92)  # a real, public-domain face
+    lips = np.zeros((512, 512), np.uint8)  # a mask painted in any image editor: white where the edit acts
+    lips[330:400, 180:330] = 255
+    Image.fromarray(lips).save(work / "lips.png")
     capsys.readouterr()
     failures = []
     for args in readme_commands():

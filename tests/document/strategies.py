@@ -24,6 +24,7 @@ from styleclip_desktop.document import (
     SourcePhoto,
     Timeline,
 )
+from styleclip_desktop.document.masks import MASK_SIZE, START_RESOLUTIONS, LayerMask
 
 # Small by default so the folder runs in well under 30 s on two shared cores; raise
 # STYLECLIP_DOC_EXAMPLES for a thorough run.
@@ -79,9 +80,22 @@ def layers_for(draw: st.DrawFn, shape: tuple[int, int], max_size: int = 4) -> li
     ids = draw(st.lists(st.text(min_size=1, max_size=8).filter(str.strip), max_size=max_size, unique=True))
     return [
         Layer(draw(params_for(shape)), name=draw(texts), alpha=draw(finite), visible=draw(st.booleans()),
-              locked=draw(st.booleans()), id=layer_id)
+              locked=draw(st.booleans()), id=layer_id, mask=draw(masks()))
         for layer_id in ids
     ]
+
+
+@st.composite
+def masks(draw: st.DrawFn) -> LayerMask | None:
+    """No mask, or a mask of a few painted rectangles with random settings."""
+    if not draw(st.booleans()):
+        return None
+    pixels = np.zeros((MASK_SIZE, MASK_SIZE), np.uint8)
+    for _ in range(draw(st.integers(0, 3))):
+        y, x = draw(st.integers(0, MASK_SIZE - 1)), draw(st.integers(0, MASK_SIZE - 1))
+        pixels[y: y + draw(st.integers(1, 200)), x: x + draw(st.integers(1, 200))] = draw(st.integers(1, 255))
+    return LayerMask(pixels, feather=draw(st.floats(0.0, 32.0)), inverted=draw(st.booleans()),
+                     enabled=draw(st.booleans()), start_res=draw(st.sampled_from(START_RESOLUTIONS)))
 
 
 @st.composite

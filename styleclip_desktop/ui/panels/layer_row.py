@@ -27,6 +27,7 @@ from styleclip_desktop.document import GlobalDirectionParams, Layer, Optimizatio
 from styleclip_desktop.ui.panels.widgets import AlphaControl, EditableName, badge, badge_text, toggle_icon
 
 THUMB = 48
+MASK_THUMB = 16
 ROLE_LAYER_ID = Qt.ItemDataRole.UserRole
 
 
@@ -99,12 +100,16 @@ class LayerRow(QFrame):
         self.name = EditableName(layer.name)
         self.badge = badge(badge_text(layer.params), layer.params.label)
         self.alpha = AlphaControl(layer.kind)
+        self.mask_badge = QLabel()  # the layer's mask, small: white where the layer acts
+        self.mask_badge.setFixedSize(MASK_THUMB + 2, MASK_THUMB + 2)
+        self.mask_badge.hide()
+        self._mask_key: object = None
 
         # Two lines per layer (name and count; strengths), so a stack of five fits the dock.
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.setSpacing(4)
-        for w in (self.eye, self.lock, self.badge):
+        for w in (self.eye, self.lock, self.badge, self.mask_badge):
             top.addWidget(w)
         top.addWidget(self.name, 1)
         outer = QVBoxLayout(self)
@@ -192,6 +197,7 @@ class LayerRow(QFrame):
         # `shown_alpha`: the keyframed value at the playhead, None for a layer without keyframes.
         self.alpha.set_value(layer.alpha if shown_alpha is None else shown_alpha)
         self.animated.setVisible(shown_alpha is not None)
+        self._show_mask(layer.mask)
         for w in (self.alpha, self.name, self.beta):
             if w is not None:
                 w.setEnabled(not layer.locked)
@@ -204,6 +210,27 @@ class LayerRow(QFrame):
         if isinstance(params, OptimizationParams) and not self.running:
             self.status.setText("optimized" if params.delta is not None else "not optimized yet")
             self.run.setText("Run again" if params.delta is not None else "Run")
+
+    def _show_mask(self, mask: Any) -> None:
+        key = None if mask is None else (mask.key, mask.enabled)
+        if key == self._mask_key:
+            return
+        self._mask_key = key
+        self.mask_badge.setVisible(mask is not None)
+        if mask is None:
+            return
+        # From the painted pixels (block means), not the feathered coverage: this runs on
+        # every dab of a stroke, and a wide feather is a costly blur.
+        n = mask.pixels.shape[0] // MASK_THUMB
+        cover = mask.pixels.reshape(MASK_THUMB, n, MASK_THUMB, n).mean(axis=(1, 3))
+        thumb = np.ascontiguousarray(np.rint(255 - cover if mask.inverted else cover).astype(np.uint8))
+        if not mask.enabled:
+            thumb = (thumb // 3 + 60).astype(np.uint8)  # greyed out, as a disabled mask is
+        image = QImage(thumb.data, MASK_THUMB, MASK_THUMB, MASK_THUMB, QImage.Format.Format_Grayscale8).copy()
+        self.mask_badge.setPixmap(QPixmap.fromImage(image))
+        self.mask_badge.setStyleSheet("border: 1px solid palette(mid);")
+        self.mask_badge.setToolTip("Masked: this edit acts only where its mask is white" if mask.enabled
+                                   else "Mask disabled: this edit acts everywhere")
 
     def set_direction_info(self, info: Any, beta: float) -> None:
         if info is None:
