@@ -2,7 +2,9 @@
 IR-SE50 ArcFace, the 512-wide levels mapper. Random weights cost what trained ones cost.
 
 On a CPU the optimization runs only a few steps at full size: each one renders a 1024px
-image and back-propagates through the generator and CLIP.
+image and back-propagates through the generator and CLIP. Domain layers (see `bench.nada`):
+one StyleGAN-NADA training iteration, a domain layer's render against a plain one, and the
+size its delta adds to a project.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False,
     from styleclip_desktop.nets.mapper import LevelsMapper
     from styleclip_desktop.nets.stylegan2 import Generator, GeneratorConfig
 
-    stage = Stages(progress, 5)
+    stage = Stages(progress, 6)
     gpu = str(device).startswith("cuda")
     res = 256 if quick else 1024
     steps = 20 if gpu and not quick else 3
@@ -73,6 +75,11 @@ def run(device: torch.device, repeats: int = 3, quick: bool = False,
     out["sefa"] = _sefa(G, repeats)
     out["keep_projection"] = _keep_projection(G, repeats)
     out["leak_meter"] = _leak_meter(device, repeats, quick)
+    stage()
+    from bench import nada
+
+    out["domain_training_iteration"] = nada.bench_iteration(device, quick)
+    out["domain_render"] = nada.bench_render(device, repeats, quick)
     stage()
     out["peak_rss_mb"] = peak_rss_mb()
     return out

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "styleclip_desktop.cli.edit_cmd",
     "styleclip_desktop.cli.generate_cmd",
     "styleclip_desktop.cli.mapper_cmd",
+    "styleclip_desktop.cli.domain_cmd",
     "styleclip_desktop.cli.invert_cmd",
     "styleclip_desktop.cli.export_cmd",
     "styleclip_desktop.cli.directions_cmd",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from styleclip_desktop.document import Document, LayerParams
     from styleclip_desktop.render.engine import Engine
 
-DEFAULT_ALPHA = {"global": 4.0, "optimize": 1.0, "mapper": 1.0}
+DEFAULT_ALPHA = {"global": 4.0, "optimize": 1.0, "mapper": 1.0, "domain": 1.0}
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 IMAGE_OUTPUTS = {".png", ".jpg", ".jpeg", ".webp"}
 
@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="W+ latent .npy (L,512)/(1,L,512), a photo, or a project .scproj")
     src.add_argument("--seed", type=int, help="start from the face of this random seed")
     p.add_argument("--psi", type=float, default=0.7, help="truncation for --seed (default 0.7)")
-    p.add_argument("--method", choices=("global", "optimize", "mapper"), default="global",
-                   help="global direction (default), latent optimization, or a trained mapper")
+    p.add_argument("--method", choices=("global", "optimize", "mapper", "domain"), default="global",
+                   help="global direction (default), latent optimization, a trained mapper, or a domain "
+                        "(the generator moved to a new domain: --domain FILE)")
     p.add_argument("--target", help='what the face should become, e.g. "a face with grey hair" '
                    "(required for global and optimize)")
     p.add_argument("--neutral", default="a face", help='global: the neutral description (default "a face")')
@@ -60,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lambda-keep", type=float, default=DEFAULT_LAMBDA_KEEP,
                    help=f"optimize: the weight of the kept attributes (default {DEFAULT_LAMBDA_KEEP:g})")
     p.add_argument("--mapper", metavar="ID|PATH", help="mapper: a catalog id such as 'afro' or a mapper file")
+    p.add_argument("--domain", type=Path, metavar="FILE",
+                   help="domain: a .domain file (`domain train`) or a published StyleGAN-NADA generator .pt; "
+                        "--alpha 0..1 blends base and adapted weights (default 1)")
+    p.add_argument("--domain-paste-back", action="store_true",
+                   help="domain: paste the face back into the photo anyway (by default a domain's crop is written)")
     add_level_switches(p)
     add_optimization_options(p, (settings.MODE_EDIT, settings.MODE_EDIT_IDENTITY), "optimize: ")
     p.add_argument("--arcface", type=Path, metavar="PATH", help="ArcFace IR-SE50 weights (model_ir_se50.pth)")
@@ -129,11 +135,15 @@ def resolve_optimization_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     resolve_optimization_options(args)
+    if (args.method == "domain") != (args.domain is not None):
+        raise UsageError("--domain FILE goes with --method domain, and --method domain needs it")
     if args.method in ("global", "optimize") and not args.target:
         raise UsageError(f"--target is required for --method {args.method}")
     if args.method == "mapper" and not args.mapper:
         raise UsageError("--mapper ID|PATH is required for --method mapper")
-    if args.keep and args.method == "mapper":
+    if args.method == "domain" and args.mask is not None:
+        raise UsageError("a domain layer moves the whole generator, so it takes no --mask")
+    if args.keep and args.method in ("mapper", "domain"):
         raise UsageError("--keep works with --method global and --method optimize")
     out_suffix = args.output.suffix.lower()
     if out_suffix not in IMAGE_OUTPUTS | {".scproj"}:
@@ -298,6 +308,14 @@ def _layer(args: argparse.Namespace, engine: Engine, doc: Document, device: torc
             raise UsageError(f"--keep: {exc}") from None
         kept = f", keeping {', '.join(params.keep)}" if params.keep else ""
         return params, f"changed {info.channels} of {total} channels (β={args.beta}{kept})"
+    if args.method == "domain":
+        from styleclip_desktop.methods.domain_file import load_domain_layer
+
+        with common.progress.stage("reading the domain"):
+            domain = load_domain_layer(args.domain, engine.models.G, engine.models.identities.get("generator", ""))
+        if args.domain_paste_back:
+            domain = domain.with_changes(paste_back=True)
+        return domain, f"domain {domain.source!r} -> {domain.target!r} ({len(domain.delta)} tensors)"
     if args.method == "mapper":
         from styleclip_desktop.cli.mapper_cmd import levels_from
 
@@ -342,7 +360,7 @@ def _write_image(args: argparse.Namespace, engine: Engine, doc: Document) -> Non
     from styleclip_desktop.export.metadata import build_metadata
     from styleclip_desktop.export.stills import write_still
 
-    paste_back = doc.source is not None and not args.no_paste_back
+    paste_back = doc.source is not None and not args.no_paste_back and not engine.renderer.crop_only(doc)
     with common.progress.stage("rendering"):
         pixels = engine.render(doc, preview=args.preview, paste_back=paste_back)
     meta = build_metadata(doc, models=engine.models.identities, synthetic=bool(engine.models.synthetic),

@@ -48,6 +48,7 @@ from styleclip_desktop.document.commands import (
     SetTrack,
 )
 from styleclip_desktop.document.document import Alignment, Document, SourcePhoto, compare_models, sha256_hex
+from styleclip_desktop.document.domain_params import DomainParams
 from styleclip_desktop.document.errors import (
     ArrayDataError,
     CorruptProjectError,
@@ -92,7 +93,7 @@ from styleclip_desktop.document.timeline import EASE_IN_OUT, EASINGS, HOLD, LINE
 from styleclip_desktop.document.undo import UndoStack
 
 __all__ = [
-    "AddLayer", "Alignment", "ArrayDataError", "Autosaver", "Command", "CorruptProjectError", "DirectionSource",
+    "AddLayer", "Alignment", "ArrayDataError", "Autosaver", "Command", "CorruptProjectError", "DirectionSource", "DomainParams",
     "Document", "DocumentCommand", "DocumentError", "EASE_IN_OUT", "EASINGS", "EmitterGroup", "Event",
     "EventEmitter", "EventedModel", "GlobalDirectionParams", "HOLD", "Keyframe", "LAYER_KINDS", "LINEAR",
     "Layer", "LayerMask", "LayerParams", "LayerStack", "MASK_SIZE", "LockedLayerError", "MacroCommand", "ManifestError",

@@ -24,6 +24,7 @@ from styleclip_desktop.methods import optimization_settings
 
 W_SPACE = "w"
 S_SPACE = "s"
+G_SPACE = "g"  # the generator's own weights (domain layers)
 
 LAYER_KINDS: dict[str, type[LayerParams]] = {}
 
@@ -34,7 +35,7 @@ def register_layer_kind(cls: type[P]) -> type[P]:
     """Class decorator: make a parameter class known under its `kind` string."""
     if cls.kind in LAYER_KINDS and LAYER_KINDS[cls.kind] is not cls:
         raise ValueError(f"layer kind {cls.kind!r} is already registered")
-    if cls.space not in (W_SPACE, S_SPACE):
+    if cls.space not in (W_SPACE, S_SPACE, G_SPACE):
         raise ValueError(f"layer kind {cls.kind!r} has unknown space {cls.space!r}")
     LAYER_KINDS[cls.kind] = cls
     return cls
@@ -66,6 +67,8 @@ class LayerParams:
     _array_fields: ClassVar[tuple[str, ...]] = ()
     _style_fields: ClassVar[tuple[str, ...]] = ()
     _derived_fields: ClassVar[tuple[str, ...]] = ()
+    # Fields holding named weight arrays (parameter name -> array), stored like arrays.
+    _weight_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -90,7 +93,7 @@ class LayerParams:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in self._array_fields
+            if f.name not in self._array_fields and f.name not in self._weight_fields
         }
 
     def settings_json(self) -> dict[str, Any]:
@@ -100,6 +103,10 @@ class LayerParams:
     def arrays(self) -> dict[str, np.ndarray | None]:
         """The array-valued fields (stored beside the manifest, not in it)."""
         return {name: getattr(self, name) for name in self._array_fields}
+
+    def weights(self) -> dict[str, Mapping[str, np.ndarray] | None]:
+        """The named-weight fields (stored beside the manifest, like arrays)."""
+        return {name: getattr(self, name) for name in self._weight_fields}
 
     def latent_arrays(self) -> dict[str, np.ndarray | None]:
         """The array fields that must have the latent's shape."""
@@ -112,7 +119,8 @@ class LayerParams:
         Raises TypeError/ValueError on wrong values."""
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            source: Mapping[str, Any] = arrays if f.name in cls._array_fields else data
+            source: Mapping[str, Any] = (arrays if f.name in cls._array_fields or f.name in cls._weight_fields
+                                         else data)
             if f.name in source:
                 kwargs[f.name] = source[f.name]
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -123,7 +131,8 @@ class LayerParams:
         if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, LayerParams)
-        return values_equal(self.to_json(), other.to_json()) and values_equal(self.arrays(), other.arrays())
+        return (values_equal(self.to_json(), other.to_json()) and values_equal(self.arrays(), other.arrays())
+                and values_equal(self.weights(), other.weights()))
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -3,7 +3,7 @@
 - `manifest.json`: {"schema": 1, "app": ..., "app_version": ..., "saved_at": ...,
   "document": <see serialize.document_to_data>, "members": {...}} (deflated);
 - `arrays.npz`: the latent, optimization deltas, resolved global directions (ds in S)
-  and the generator delta, all float32;
+  and the generator delta, all float32, and domain layers' weight deltas, float16;
 - `masks/<array>.png`: layer masks, 8-bit grayscale PNGs (the document's 8-bit arrays);
 - `source.<ext>`: the original photo's bytes, untouched (absent for a latent-only project);
 - `thumbnail.png`: a preview for the open dialog (optional).
@@ -75,6 +75,7 @@ _MAX_DIRECTORY = 1 << 20
 _MAX_NPZ_DIRECTORY = 4 << 20
 _F32 = np.dtype("<f4")
 _U8 = np.dtype("u1")
+_F16 = np.dtype("<f2")
 _MAX_MASK = 16 << 20  # a 512 px mask PNG is at most about 300 KB
 _MAX_MASK_PIXELS = 4096 * 4096
 _MASK_KEY = re.compile(r"[a-z0-9_]{1,64}")
@@ -123,7 +124,7 @@ def write_project(
     }
     manifest.update(extra or {})
     manifest_bytes = json.dumps(manifest, indent=1, ensure_ascii=True, allow_nan=False).encode("ascii")
-    npz = _npz_bytes(arrays)
+    npz = npz_bytes(arrays)
 
     def write(f: IO[bytes]) -> None:
         with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
@@ -179,12 +180,14 @@ def _read_masks(zf: zipfile.ZipFile, keys: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Arrays as an uncompressed .npz (float16 kept, everything else float32)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for key, array in arrays.items():
+            dtype = _F16 if array.dtype == _F16 else _F32  # domain deltas stay half precision
             with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asarray(array, dtype=_F32, order="C"), allow_pickle=False)
+                np.lib.format.write_array(f, np.asarray(array, dtype=dtype, order="C"), allow_pickle=False)
     return buf.getvalue()
 
 
@@ -338,12 +341,13 @@ def _read_arrays(zf: zipfile.ZipFile) -> dict[str, np.ndarray]:
     info = _info(zf, ARRAYS, "arrays")
     try:
         with archive.member_file(zf, info, _MAX_ARRAYS, ARRAYS) as f:
-            return _read_npz(f)
+            return read_npz(f)
     except archive.ArchiveError as exc:
         raise _project_error(exc) from None
 
 
-def _read_npz(f: IO[bytes]) -> dict[str, np.ndarray]:
+def read_npz(f: IO[bytes]) -> dict[str, np.ndarray]:
+    """An .npz nobody vouches for: bounded, no pickles, float32 or float16 arrays only."""
     try:
         inner = archive.open_zip(f, max_directory=_MAX_NPZ_DIRECTORY, what=ARRAYS)
     except archive.NotAnArchiveError as exc:
@@ -365,7 +369,7 @@ def _read_npz(f: IO[bytes]) -> dict[str, np.ndarray]:
             try:
                 archive.check_member(info, _MAX_ARRAYS, what)
                 with inner.open(info) as member:
-                    arrays[key] = archive.read_npy(member, info.file_size, what, (_F32,))
+                    arrays[key] = archive.read_npy(member, info.file_size, what, (_F32, _F16))
             except archive.ArchiveLimitError:
                 raise
             except archive.ArchiveError as exc:

@@ -46,6 +46,16 @@ def document_to_data(doc: Document) -> tuple[dict[str, Any], dict[str, np.ndarra
                 key = f"layer{i}_{name}"
                 arrays[key] = array
                 refs[name] = key
+        for name, weights in layer.params.weights().items():
+            if weights is None:
+                refs[name] = None
+                continue
+            entries = []
+            for j, (param, array) in enumerate(weights.items()):
+                key = f"layer{i}_{name}{j}"
+                arrays[key] = array
+                entries.append({"name": param, "array": key})
+            refs[name] = entries  # type: ignore[assignment]
         mask = None
         if layer.mask is not None:
             arrays[f"layer{i}_mask"] = layer.mask.pixels
@@ -266,6 +276,22 @@ def _layer(entry: Any, i: int, arrays: Mapping[str, np.ndarray], latent_shape: t
         if not np.isfinite(array).all():
             raise ArrayDataError(f'the {field} of layer "{name}" holds NaN or infinite values')
         layer_arrays[field] = array
+    for field in cls._weight_fields:
+        entries = refs.get(field, list, optional=True)
+        if entries is None:
+            layer_arrays[field] = None
+            continue
+        weights: dict[str, np.ndarray] = {}
+        for j, entry in enumerate(entries):
+            item = Fields(entry, f"{f.where}.arrays.{field}[{j}]")
+            param = item.get("name", str)
+            if param in weights:
+                raise ManifestError(f'the {field} of layer "{name}" names {param!r} twice')
+            array = _array(arrays, item.get("array", str), item.where, np.float16)
+            if not np.isfinite(array).all():
+                raise ArrayDataError(f'the {field} {param!r} of layer "{name}" holds NaN or infinite values')
+            weights[param] = array
+        layer_arrays[field] = weights  # type: ignore[assignment]
     params_data = f.get("params", dict)
     params = _checked(f"{f.where}.params", cls.from_json, params_data, layer_arrays)
     mask = _mask(f.sub("mask", optional=True), arrays, name)

@@ -67,6 +67,9 @@ def build_metadata(doc: Any, alphas: Mapping[str, float] | None = None, *,
             entry["mask"] = {**mask.settings_json(), "coverage": round(float(mask.coverage(64).mean()), 4)}
         layers.append(entry)
     from_photo = doc.source is not None
+    # A domain layer's face is not pasted back unless its layer says so (see Renderer.crop_only).
+    crop = crop or any(layer.visible and layer.kind == "domain" and not getattr(layer.params, "paste_back", True)
+                       for layer in doc.layers)
     meta: dict[str, Any] = {
         "app": APP_NAME,
         "app_version": __version__,

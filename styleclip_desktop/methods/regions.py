@@ -124,7 +124,7 @@ def _content_key(renderer: Any, doc: Any, detector: Path | None) -> tuple[str, .
     src, al = doc.source, doc.alignment
     photo = src.sha256 if src is not None and src.data is not None else ""
     alignment = "" if al is None else f"{array_key(np.asarray(al.matrix, np.float64))}/{al.crop_size}"
-    return (array_key(np.asarray(doc.latent, np.float32)), renderer.generator_key(doc), photo, alignment,
+    return (array_key(np.asarray(doc.latent, np.float32)), renderer.generator_key(doc, domains=False), photo, alignment,
             str(detector or ""))
 
 
@@ -185,7 +185,7 @@ def base_features(renderer: Any, doc: Any, picture: bool) -> tuple[dict[int, tor
     smaller generator) and, if `picture`, the render itself resized to MASK_SIZE."""
     from styleclip_desktop.nets.stylegan2 import to_uint8
 
-    G = renderer.generator_for(doc)
+    G = renderer.generator_for(doc, domains=False)
     ws = renderer.wplus(doc, {layer.id: 0.0 for layer in doc.layers})
     resolutions = G.config.resolutions
     wanted = [r for r in FEATURE_RESOLUTIONS if r in resolutions] or [resolutions[-1]]

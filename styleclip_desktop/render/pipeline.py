@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import torch
 
-from styleclip_desktop.document import GlobalDirectionParams, MapperParams, OptimizationParams, SliderParams
+from styleclip_desktop.document import (
+    DomainParams,
+    GlobalDirectionParams,
+    MapperParams,
+    OptimizationParams,
+    SliderParams,
+)
 from styleclip_desktop.errors import ModelFileError, UserError
 from styleclip_desktop.methods import global_directions as gd
 from styleclip_desktop.methods import keep as keep_mod
@@ -111,6 +117,7 @@ class ModelSet:
 
 
 MASKED_ON_TORCH = "masked layers render with PyTorch: the exported ONNX graphs take no masks"
+DOMAIN_ON_TORCH = "domain layers render with PyTorch: the exported ONNX graphs hold the loaded generator's weights"
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class RenderPlan:
     masks: tuple[Any, ...]  # LayerMask, one per masked layer
     start_res: int
     key: str
+    alphas: Mapping[str, float] | None = None  # what it was planned for (domain layers pick the generator)
 
     @property
     def masked(self) -> bool:
@@ -168,7 +176,7 @@ class Renderer:
         self.frames: LRUCache[tuple[str, int, str], np.ndarray] = LRUCache(
             4096, frame_cache_bytes, lambda a: int(a.nbytes))
         self.photos: LRUCache[str, np.ndarray] = LRUCache(2)
-        self._tuned: tuple[str, Generator] | None = None
+        self._tuned: LRUCache[str, Generator] = LRUCache(2)  # fine-tuned / domain-moved generators
         self._delta_keys: OrderedDict[int, tuple[Any, str]] = OrderedDict()
         self._digests: tuple[tuple[int, int, int], dict[str, str]] | None = None
         self._lock = threading.RLock()
@@ -265,7 +273,7 @@ class Renderer:
                 return p.ds.copy()  # the document's arrays are read-only, which torch warns about
         return self.direction(p.target, p.neutral, p.beta, p.keep).ds
 
-    def generator_key(self, doc: DocLike) -> str:
+    def _fine_tune_key(self, doc: DocLike) -> str:
         """Content hash of the document's generator delta ("" without one), hashed once per delta object."""
         delta = doc.generator_delta
         if not delta:
@@ -280,22 +288,55 @@ class Renderer:
                 self._delta_keys.popitem(last=False)
             return key
 
-    def generator_for(self, doc: DocLike) -> Generator:
-        """The generator, fine-tuned by the document's weight delta (high-fidelity inversion) if any."""
-        key = self.generator_key(doc)
+    def domain_layers(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> list[tuple[Any, float]]:
+        """The visible domain layers with a nonzero alpha, as (params, alpha), in stack order."""
+        out = []
+        for layer in doc.layers:
+            if layer.visible and isinstance(layer.params, DomainParams):
+                alpha = _alpha(layer, alphas)
+                if alpha != 0.0:
+                    out.append((layer.params, alpha))
+        return out
+
+    def generator_key(self, doc: DocLike, alphas: Mapping[str, float] | None = None, domains: bool = True) -> str:
+        """What the weights of `generator_for` are made of ("" for the loaded generator as it is):
+        the document's fine-tune, then each domain layer's delta at its alpha."""
+        key = self._fine_tune_key(doc)
+        if domains:
+            parts = [f"{p.delta_key}*{a!r}" for p, a in self.domain_layers(doc, alphas)]
+            if parts:
+                key = "+".join([key, *parts])
+        return key
+
+    def generator_for(self, doc: DocLike, alphas: Mapping[str, float] | None = None,
+                      domains: bool = True) -> Generator:
+        """The generator the document renders with: fine-tuned by its weight delta
+        (high-fidelity inversion) if any, then moved by its domain layers (base + alpha x
+        delta each). Built once per combination and cached."""
+        key = self.generator_key(doc, alphas, domains)
         if not key:
             return self.G
         with self._lock:
-            if self._tuned is None or self._tuned[0] != key:
+            hit = self._tuned.get(key)
+            if hit is not None:
+                return hit
+            G = self.G
+            if doc.generator_delta:
                 from styleclip_desktop.methods.inversion import apply_weight_delta
 
                 try:
-                    tuned = apply_weight_delta(self.G, doc.generator_delta or {})
+                    G = apply_weight_delta(G, doc.generator_delta)  # type: ignore[assignment]
                 except (KeyError, RuntimeError) as exc:
                     raise UserError("the project's fine-tuned generator does not fit this generator") from exc
-                assert isinstance(tuned, Generator)
-                self._tuned = (key, tuned)
-            return self._tuned[1]
+            if domains:
+                from styleclip_desktop.methods.nada_layers import apply_delta
+
+                for p, alpha in self.domain_layers(doc, alphas):
+                    G = apply_delta(G, p.delta, alpha)
+            assert isinstance(G, Generator)
+            G.eval().requires_grad_(False)
+            self._tuned.put(key, G)
+            return G
 
     def wplus(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
         """Base W+ plus the visible W-space layers, in stack order: (1, L, w_dim)."""
@@ -336,9 +377,9 @@ class Renderer:
 
     def styles_for(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> torch.Tensor:
         """Flat S (1, S) with every visible layer applied."""
-        G = self.generator_for(doc)
+        G = self.generator_for(doc, alphas)
         ws = self.wplus(doc, alphas)
-        key = array_key(ws) + self.generator_key(doc)
+        key = array_key(ws) + self.generator_key(doc, alphas)
         s = self.styles.get(key)
         if s is None:
             with torch.no_grad():
@@ -357,14 +398,19 @@ class Renderer:
 
     def masked_layers(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> list[Any]:
         """The visible layers whose enabled mask confines them, in stack order (a mask
-        that reveals everything changes nothing, so its layer renders as usual)."""
+        that reveals everything changes nothing, so its layer renders as usual; a domain
+        layer moves the whole generator, so it is never masked)."""
         return [layer for layer in doc.layers
                 if layer.visible and _alpha(layer, alphas) != 0.0 and getattr(layer, "mask", None) is not None
-                and layer.mask.active()]
+                and layer.mask.active() and not isinstance(layer.params, DomainParams)]
 
     def masked_notice(self, doc: DocLike) -> str | None:
-        """What to tell a user whose masked layers bypass the ONNX graphs, if they do."""
-        return MASKED_ON_TORCH if self.backend.kind == "onnx" and self.masked_layers(doc) else None
+        """What to tell a user whose masked or domain layers bypass the ONNX graphs, if they do."""
+        if self.backend.kind != "onnx":
+            return None
+        if self.masked_layers(doc):
+            return MASKED_ON_TORCH
+        return DOMAIN_ON_TORCH if self.domain_layers(doc) else None
 
     def plan(self, doc: DocLike, alphas: Mapping[str, float] | None = None) -> RenderPlan:
         """What to synthesize for one alpha setting: one S, or (with masked layers) the
@@ -376,7 +422,7 @@ class Renderer:
         base.update({layer.id: 0.0 for layer in hidden})
         if not masked:
             s = self.styles_for(doc, base if hidden else alphas)
-            return RenderPlan((s,), (), 0, array_key(s))
+            return RenderPlan((s,), (), 0, array_key(s), alphas)
         branches = []
         for k in range(len(masked) + 1):
             off = {layer.id: 0.0 for layer in masked[k:]}
@@ -389,17 +435,17 @@ class Renderer:
         for m in masks:
             h.update(m.key.encode())
         h.update(str(start).encode())
-        return RenderPlan(tuple(branches), masks, start, "masked-" + h.hexdigest())
+        return RenderPlan(tuple(branches), masks, start, "masked-" + h.hexdigest(), alphas)
 
     def frame_key(self, doc: DocLike, alphas: Mapping[str, float] | None, res: int) -> tuple[str, int, str]:
         """The frame cache's key for this document at these alphas and this size."""
-        return (self.plan(doc, alphas).key, res, self.generator_key(doc))
+        return (self.plan(doc, alphas).key, res, self.generator_key(doc, alphas))
 
     def synthesize_masked(self, doc: DocLike, plans: Sequence[RenderPlan], res: int) -> np.ndarray:
         """Masked plans that share their masks, as one batch (B, H, W, 3) uint8. Always
         PyTorch: the exported ONNX graphs take no masks."""
-        G = self.generator_for(doc)
         first = plans[0]
+        G = self.generator_for(doc, first.alphas)
         start = min(first.start_res, G.config.resolution)  # a start beyond the output blends the pictures
         with torch.no_grad():
             branches = [unpack_styles(torch.cat([p.branches[k] for p in plans]).to(self.device), G.style_dims)
@@ -408,9 +454,11 @@ class Renderer:
                      for m in first.masks]
             return to_uint8(G.synthesize_masked(branches, masks, start, out_res=res))
 
-    def synthesize(self, doc: DocLike, s_flat: torch.Tensor, out_res: int | None = None) -> np.ndarray:
-        """(B, S) -> (B, H, W, 3) uint8, on the backend (torch for a fine-tuned generator)."""
-        G = self.generator_for(doc)
+    def synthesize(self, doc: DocLike, s_flat: torch.Tensor, out_res: int | None = None,
+                   alphas: Mapping[str, float] | None = None) -> np.ndarray:
+        """(B, S) -> (B, H, W, 3) uint8, on the backend (torch for a fine-tuned or
+        domain-moved generator: the exported graphs hold the loaded weights)."""
+        G = self.generator_for(doc, alphas)
         res = out_res or G.config.resolution
         if G is self.G:
             return self.backend.synthesize(s_flat, res)
@@ -423,9 +471,8 @@ class Renderer:
         """Aligned faces for several alpha settings: frame-cache hits are reused, the misses
         synthesized together in one batch. Cached frames are read-only."""
         res = out_res or self.G.config.resolution
-        gkey = self.generator_key(doc)
         plans = [self.plan(doc, a) for a in alphas_list]
-        keys = [(p.key, res, gkey) for p in plans]
+        keys = [(p.key, res, self.generator_key(doc, a)) for p, a in zip(plans, alphas_list, strict=True)]
         out: list[np.ndarray | None] = [self.frames.get(k) for k in keys]
         todo: dict[tuple[str, int, str], int] = {}
         for i, (k, f) in enumerate(zip(keys, out, strict=True)):
@@ -433,14 +480,14 @@ class Renderer:
                 todo[k] = i
         # Plain frames go to the backend in one batch; masked ones in batches that share masks.
         groups: dict[tuple[str, ...], list[tuple[str, int, str]]] = {}
-        for k, i in todo.items():
-            groups.setdefault(tuple(m.key for m in plans[i].masks), []).append(k)
-        for mask_keys, group in groups.items():
+        for k, i in todo.items():  # frames that share their generator (and masks) render together
+            groups.setdefault((k[2], *(m.key for m in plans[i].masks)), []).append(k)
+        for group_key, group in groups.items():
             chosen = [plans[todo[k]] for k in group]
-            if mask_keys:
+            if len(group_key) > 1:
                 images = self.synthesize_masked(doc, chosen, res)
             else:
-                images = self.synthesize(doc, torch.cat([p.branches[0] for p in chosen]), res)
+                images = self.synthesize(doc, torch.cat([p.branches[0] for p in chosen]), res, chosen[0].alphas)
             for k, img in zip(group, images, strict=True):
                 img = np.ascontiguousarray(img)
                 img.setflags(write=False)
@@ -465,11 +512,16 @@ class Renderer:
     def composite(self, doc: DocLike, face: np.ndarray) -> np.ndarray:
         """Paste an aligned face back into the document's photo (the face itself if there is none)."""
         photo = self.photo(doc)
-        if photo is None or doc.alignment is None:
+        if photo is None or doc.alignment is None or self.crop_only(doc):
             return face
         from styleclip_desktop.faces.pasteback import paste_back
 
         return paste_back(photo, face, doc_alignment_to_faces(doc.alignment))
+
+    def crop_only(self, doc: DocLike) -> bool:
+        """Whether a visible domain layer keeps the face from being pasted back (a domain
+        changes the whole crop's look, so it is not pasted back unless its layer says so)."""
+        return any(not p.paste_back for p, _ in self.domain_layers(doc))
 
     def cache_stats(self) -> dict[str, dict[str, int]]:
         return {"text": self.texts.stats(), "ds": self.directions.stats(), "styles": self.styles.stats(),

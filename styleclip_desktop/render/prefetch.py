@@ -132,7 +132,6 @@ class _Sweep:
     finished: threading.Event = field(default_factory=threading.Event)
     # alpha -> frame key, for the fingerprint's document: a drag asks for the same neighbours again and again
     keys: dict[float, tuple[str, int, str]] = field(default_factory=dict)
-    generator_key: str | None = None  # hashed once: a fine-tuned generator's delta is large
     # Alphas a drag has shown: only these, and the swept ones, can have an exact preview
     # cached (a preview is asked for after its stand-in), so only their keys are worth computing.
     seen: set[float] = field(default_factory=set)
@@ -264,9 +263,7 @@ class _Lookup:
         r, sweep = self.engine.renderer, self.sweep
         key = sweep.keys.get(alpha)
         if key is None:
-            if sweep.generator_key is None:
-                sweep.generator_key = r.generator_key(self.state)
-            key = (r.plan(self.state, {**self.alphas, self.layer_id: alpha}).key, sweep.res, sweep.generator_key)
+            key = r.frame_key(self.state, {**self.alphas, self.layer_id: alpha}, sweep.res)
             if len(sweep.keys) < 4096:
                 sweep.keys[alpha] = key
         return r.frames.get(key) if r.frames.peek(key) else None

@@ -29,6 +29,7 @@ from styleclip_desktop.ui.import_flow import PhotoImporter
 from styleclip_desktop.ui.loader import ModelLoader
 from styleclip_desktop.ui.menus import build_menus, fill_recent
 from styleclip_desktop.ui.model_source import DEMO_LABEL, ModelSource
+from styleclip_desktop.ui.panels.domain_actions import DomainActions
 from styleclip_desktop.ui.panels.editing import restore_beta, save_beta
 from styleclip_desktop.ui.projects import ProjectController
 from styleclip_desktop.ui.state import EditorState
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         self.wizard: Any = None
         self._own_engine: Any = None
         self.demo_resolution: int | None = None  # None: the size `models synthesize` writes
+        self.domain_actions = DomainActions(self.state, settings, self)
         self.actions_ = build_menus(self)
         self.actions_.export_image.setEnabled(False)
         self.actions_.export_animation.setEnabled(False)

@@ -92,7 +92,9 @@ def build_menus(w: MainWindow) -> Actions:
     # The Layers panel owns the layer commands; its shortcuts become window-wide here.
     fill_layer_menu = getattr(w.panels.get("layersDock"), "fill_layer_menu", None)
     if fill_layer_menu is not None:
-        fill_layer_menu(bar.addMenu("&Layer"), w)
+        layer_menu = bar.addMenu("&Layer")
+        fill_layer_menu(layer_menu, w)
+        w.domain_actions.fill_menu(layer_menu)
     fill_mask_menu = getattr(w.panels.get("maskDock"), "fill_mask_menu", None)
     if fill_mask_menu is not None:
         fill_mask_menu(bar.addMenu("M&ask"), w)

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from styleclip_desktop.document import GlobalDirectionParams, Layer, OptimizationParams
+from styleclip_desktop.document import DomainParams, GlobalDirectionParams, Layer, OptimizationParams
+from styleclip_desktop.ui.panels import domain_properties
 from styleclip_desktop.ui.panels.widgets import AlphaControl, EditableName, badge, badge_text, toggle_icon
 
 THUMB = 48
@@ -98,8 +99,11 @@ class LayerRow(QFrame):
         self.lock.setIcon(toggle_icon("lock"))
         self.lock.setToolTip("Lock this edit against changes")
         self.name = EditableName(layer.name)
-        self.badge = badge(badge_text(layer.params), layer.params.label)
+        domain = layer.params.kind == DomainParams.kind
+        self.badge = badge(domain_properties.BADGE if domain else badge_text(layer.params), layer.params.label)
         self.alpha = AlphaControl(layer.kind)
+        if domain:
+            domain_properties.domain_alpha(self.alpha)
         self.mask_badge = QLabel()  # the layer's mask, small: white where the layer acts
         self.mask_badge.setFixedSize(MASK_THUMB + 2, MASK_THUMB + 2)
         self.mask_badge.hide()

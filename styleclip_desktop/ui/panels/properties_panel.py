@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from styleclip_desktop.document import (
     Document,
+    DomainParams,
     GlobalDirectionParams,
     Layer,
     MapperParams,
@@ -38,6 +39,7 @@ from styleclip_desktop.document import (
     actions,
 )
 from styleclip_desktop.methods import optimization_settings as opt_settings
+from styleclip_desktop.ui.panels.domain_properties import DomainRows, domain_alpha
 from styleclip_desktop.ui.panels.editing import refused_by_lock
 from styleclip_desktop.ui.panels.engine_link import EngineLink
 from styleclip_desktop.ui.panels.leak_bars import LeakBars
@@ -130,6 +132,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self.alpha: AlphaControl | None = None
         self.presets: QComboBox | None = None  # an optimization layer's published defaults
         self.leak: LeakBars | None = None
+        self.domain: DomainRows | None = None
         self._doc_lines: list[tuple[str, str, bool]] | None = None
 
         self.layer_box = QGroupBox("Layer")
@@ -208,6 +211,7 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self.alpha = None
         self.presets = None
         self.leak = None
+        self.domain = None
         if layer is None:
             self.layer_form.addRow(QLabel("No layer selected"))
             return
@@ -232,7 +236,10 @@ class PropertiesPanel(DocumentFollower, QWidget):
         self.alpha.edited.connect(lambda v: self._set_alpha(v, None, preview=False))
         self.layer_form.addRow("Strength", self.alpha)
         p = layer.params
-        if isinstance(p, GlobalDirectionParams):
+        if isinstance(p, DomainParams):
+            domain_alpha(self.alpha)
+            self.domain = DomainRows(self.layer_form, p, self._add, self._edit)
+        elif isinstance(p, GlobalDirectionParams):
             self._text("target", "Target text")
             self._text("neutral", "Neutral text")
             self._double("beta", "β", 0.0, 1.0, 2, 0.01)
@@ -340,6 +347,8 @@ class PropertiesPanel(DocumentFollower, QWidget):
         if self.alpha is not None:
             self.alpha.set_value(self.state.shown_alpha(layer.id))  # an animated strength at the playhead
             self.alpha.setEnabled(not layer.locked)
+            if self.domain is not None:
+                self.domain.show_alpha(self.alpha.value())
         for name, widget in self.fields.items():
             value = getattr(layer.params, name, None)
             widget.blockSignals(True)
