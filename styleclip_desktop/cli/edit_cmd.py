@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         layer = Layer(params, alpha=alpha,
                       mask=None if args.mask is None else _mask(args, engine, doc, mask_file))
         UndoStack().push(actions.add_layer(doc, layer))
-        masked = engine.renderer.masked_notice(doc)
+        masked = engine.renderer.torch_only_notice(doc)
         if masked:
             common.note(f"notice: {masked}")
         report = _leak_lines(engine, doc, layer.id) if args.report else []

@@ -89,7 +89,7 @@ def _open(args: argparse.Namespace) -> tuple[Document, FrameSource, dict[str, st
         common.note(f"notice: {message}")
     identities = {k: v for k, v in models.identities.items() if v}
     source = open_frame_source(models, device)
-    masked = source.renderer.masked_notice(doc)
+    masked = source.renderer.torch_only_notice(doc)
     for message in [*getattr(source, "notices", ()), *([masked] if masked else [])]:
         common.note(f"notice: {message}")
     return doc, source, identities, bool(models.synthetic)

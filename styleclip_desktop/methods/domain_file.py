@@ -104,7 +104,7 @@ def params_from_result(result: Any, cfg: Any, base_identity: str = "") -> Domain
 def load_domain_layer(path: str | Path, G_base: Any, base_identity: str = "") -> DomainParams:
     """A domain layer from a `.domain` file or a published StyleGAN-NADA generator, checked
     against the base generator it will be applied to."""
-    from styleclip_desktop.methods.nada_layers import delta_from_state_dict
+    from styleclip_desktop.methods.nada_layers import delta_from_state_dict, misfit
 
     path = Path(path)
     if not path.is_file():
@@ -114,7 +114,10 @@ def load_domain_layer(path: str | Path, G_base: Any, base_identity: str = "") ->
         if params.base and base_identity and params.base != base_identity:
             raise DomainFileError(f"{path.name} was trained on another generator (sha256 {params.base[:12]}…), "
                                   f"not the loaded one ({base_identity[:12]}…)")
-        _check_fits(params, G_base, path.name)
+        name = misfit(G_base, params.delta)
+        if name is not None:
+            raise DomainFileError(f"{path.name} does not fit the loaded generator (its weight {name!r} has another "
+                                  "shape or does not exist); it was made for a different generator")
         return params
     from styleclip_desktop.weights.formats import load_generator
 
@@ -124,10 +127,3 @@ def load_domain_layer(path: str | Path, G_base: Any, base_identity: str = "") ->
         raise DomainFileError(f"{path.name} is the same generator as the loaded one: it changes nothing")
     return DomainParams(target=path.stem.replace("_", " "), delta=delta, base=base_identity, origin=path.name)
 
-
-def _check_fits(params: DomainParams, G: Any, name: str) -> None:
-    shapes = {n: tuple(p.shape) for n, p in G.named_parameters()}
-    for param, array in params.delta.items():
-        if shapes.get(param) != tuple(array.shape):
-            raise DomainFileError(f"{name} does not fit the loaded generator (its weight {param!r} has another "
-                                  "shape or does not exist); it was made for a different generator")

@@ -91,13 +91,21 @@ def noise_of(maps: NoiseMaps, part: slice) -> Iterator[None]:
             module.noise_const = noise
 
 
-def apply_delta(G: Any, delta: Mapping[str, np.ndarray], alpha: float) -> Any:
-    """A new generator with weights base + alpha * delta (float32 arithmetic); `G` is untouched."""
+def misfit(G: Any, delta: Mapping[str, np.ndarray]) -> str | None:
+    """The first weight of `delta` that `G` lacks or has in another shape, else None."""
     params = dict(G.named_parameters())
     for name, d in delta.items():
         if name not in params or tuple(params[name].shape) != tuple(np.shape(d)):
-            raise UserError("This domain layer was made for a different generator: "
-                            f"its weight {name!r} does not fit the one loaded.")
+            return name
+    return None
+
+
+def apply_delta(G: Any, delta: Mapping[str, np.ndarray], alpha: float) -> Any:
+    """A new generator with weights base + alpha * delta (float32 arithmetic); `G` is untouched."""
+    name = misfit(G, delta)
+    if name is not None:
+        raise UserError("This domain layer was made for a different generator: "
+                        f"its weight {name!r} does not fit the one loaded.")
     out = copy.deepcopy(G)
     new = dict(out.named_parameters())
     with torch.no_grad():

@@ -465,9 +465,9 @@ class Generator(nn.Module):
                         layer(xk, s) for xk, s in zip(xs, styles, strict=True)]
                     if slot.resolution >= start_res:
                         x = blend(xs, slot.resolution)
-                        if imgs[0] is not None:
-                            pending_up = blend([upsample2d(im, self.filter) for im in imgs if im is not None],
-                                               slot.resolution)
+                        ups = {id(im): upsample2d(im, self.filter) for im in imgs if im is not None}
+                        if ups:  # branches that share a skip image share its upsampling too
+                            pending_up = blend([ups[id(im)] for im in imgs], slot.resolution)
                 continue
             if slot.is_torgb:
                 assert isinstance(layer, ToRGB)

@@ -131,10 +131,6 @@ class RenderPlan:
     key: str
     alphas: Mapping[str, float] | None = None  # what it was planned for (domain layers pick the generator)
 
-    @property
-    def masked(self) -> bool:
-        return bool(self.masks)
-
 
 def array_key(a: np.ndarray | torch.Tensor) -> str:
     arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
@@ -404,7 +400,7 @@ class Renderer:
                 if layer.visible and _alpha(layer, alphas) != 0.0 and getattr(layer, "mask", None) is not None
                 and layer.mask.active() and not isinstance(layer.params, DomainParams)]
 
-    def masked_notice(self, doc: DocLike) -> str | None:
+    def torch_only_notice(self, doc: DocLike) -> str | None:
         """What to tell a user whose masked or domain layers bypass the ONNX graphs, if they do."""
         if self.backend.kind != "onnx":
             return None

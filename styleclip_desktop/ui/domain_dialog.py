@@ -180,10 +180,11 @@ class DomainDialog(QDialog):
 
     def _speed_text(self, slow: bool) -> str:
         if self.on_gpu:
-            return f"The published {PUBLISHED_ITERATIONS} steps take a few minutes on this GPU."
+            return (f"Training runs on this GPU ({PUBLISHED_ITERATIONS} steps published); the time left is shown "
+                    "after the first step.")
         if slow:
             return (f"Without a GPU each step takes minutes at {self.resolution} px (about 5 minutes at 1024 px "
-                    f"on a typical processor): the published {PUBLISHED_ITERATIONS} steps would take a day, so "
+                    f"on a 2-core processor): the published {PUBLISHED_ITERATIONS} steps would take a day, so "
                     f"{CPU_ITERATIONS} steps are suggested for a first look. The time left is shown after the "
                     "first step.")
         return "Without a GPU training runs on the processor; the time left is shown after the first step."
@@ -324,10 +325,10 @@ class DomainDialog(QDialog):
         size = f"{params.size_bytes() / 2**20:.1f} MB"
         if getattr(result, "cancelled", False):
             best = int(getattr(result, "best_step", steps))
-            self._say(f"Cancelled after {steps} steps: kept the best weights so far (step {best}, {size}). "
+            self._say(f"Cancelled after {steps} step{'' if steps == 1 else 's'}: kept the best weights so far (step {best}, {size}). "
                       "Save it or add it as a layer.")
         else:
-            self._say(f"Finished {steps} steps ({size}). Save it or add it as a layer.")
+            self._say(f"Finished {steps} step{'' if steps == 1 else 's'} ({size}). Save it or add it as a layer.")
         self.trained.emit(params)
 
     def _failed(self, run: int, exc: BaseException) -> None:

@@ -147,7 +147,7 @@ def test_a_published_nada_generator_loads_as_a_domain_layer(models: ModelSet, tm
 
 def test_onnx_engines_render_domain_layers_with_torch_and_say_so(onnx_engine: Engine, models: ModelSet) -> None:
     doc = _doc(models, _delta(models))
-    assert onnx_engine.renderer.masked_notice(doc) == DOMAIN_ON_TORCH
+    assert onnx_engine.renderer.torch_only_notice(doc) == DOMAIN_ON_TORCH
     torch_engine = Engine(models, backend="torch")
     try:
         assert np.array_equal(onnx_engine.render(doc), torch_engine.render(doc))

@@ -175,8 +175,8 @@ def test_previews_and_batches_take_the_masked_path(models: ModelSet) -> None:
 
 def test_onnx_engines_render_masked_layers_with_torch_and_say_so(onnx_engine: Engine, models: ModelSet) -> None:
     doc = _doc(models, _corner_mask(200))
-    assert onnx_engine.renderer.masked_notice(doc) == MASKED_ON_TORCH
-    assert onnx_engine.renderer.masked_notice(_doc(models, None)) is None
+    assert onnx_engine.renderer.torch_only_notice(doc) == MASKED_ON_TORCH
+    assert onnx_engine.renderer.torch_only_notice(_doc(models, None)) is None
     torch_engine = Engine(models, backend="torch")
     try:
         assert np.array_equal(onnx_engine.render(doc), torch_engine.render(doc))

@@ -263,7 +263,7 @@ def test_cancel_keeps_the_best_so_far_and_says_so(make_window: Any, engine: Any,
     assert dialog.preview.pixmap().width() == 2 * dialog.preview.pixmap().height()  # two frames side by side
     with qtbot.waitSignal(dialog.trained, timeout=TIMEOUT):
         dialog.cancel_button.click()
-    assert "Cancelled after 1 steps" in dialog.status.text() and "best" in dialog.status.text()
+    assert "Cancelled after 1 step:" in dialog.status.text() and "best" in dialog.status.text()
     assert asked["cfg"].target == "a werewolf" and asked["cfg"].iterations == 40 and asked["cfg"].seed == 7
     assert asked["cfg"].source == "photo"
     assert np.array_equal(asked["extra"], seed_document.latent)  # the photo's face was included
