@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "styleclip_desktop.cli.domain_cmd",
     "styleclip_desktop.cli.invert_cmd",
     "styleclip_desktop.cli.export_cmd",
+    "styleclip_desktop.cli.batch_cmd",
     "styleclip_desktop.cli.directions_cmd",
     "styleclip_desktop.cli.models_cmd",
     "styleclip_desktop.cli.bench_cmd",

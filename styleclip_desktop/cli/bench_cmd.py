@@ -13,7 +13,7 @@ from typing import Any
 from styleclip_desktop.cli import common
 from styleclip_desktop.errors import UserError
 
-SUITES = ("core", "methods", "export", "render", "fidelity", "startup", "sliders", "memory")
+SUITES = ("core", "methods", "export", "render", "fidelity", "startup", "sliders", "memory", "batch")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

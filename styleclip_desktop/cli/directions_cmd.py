@@ -30,6 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="how CLIP sees each render: 'published' (default) as the published precompute, an 8-bit "
                          "picture through CLIP's own transform, so published beta values carry over; 'exact' the "
                          "float render, unclamped, torch-resized. Not the optimization's --clip-input")
+    r = pc.add_argument_group("on a Ray cluster")
+    r.add_argument("--ray", metavar="auto|ADDRESS",
+                   help="split the channels into shards computed by Ray workers: auto joins the cluster this "
+                        "machine is part of (or starts one here), ADDRESS joins that one; finished shards are "
+                        "kept in OUT.shards, so a stopped run resumes, and the result is the same file as "
+                        "without --ray (needs `pip install 'styleclip-desktop[cluster]'`; every machine needs "
+                        "the model files at the same paths)")
+    r.add_argument("--workers", type=int, metavar="N",
+                   help="Ray workers, each holding the models (default: as many as the cluster's cores allow)")
+    r.add_argument("--cpus-per-worker", type=int, metavar="N", help="CPU cores (and torch threads) per worker "
+                                                                    "(default 1)")
+    r.add_argument("--shard-channels", type=int, metavar="N",
+                   help="channels per shard, a multiple of --batch: what a lost worker costs (default: several "
+                        "shards per worker)")
     pc.set_defaults(func=run_precompute)
     sf = dsub.add_parser("sefa", help="sliders from the generator's own weights (closed form, no prompt)",
                          description="List the generator's closed-form (SeFa) directions per layer group; with "
@@ -71,16 +85,56 @@ def run_precompute(args: argparse.Namespace) -> int:
 
     if args.images < 1 or args.batch < 1:
         raise UsageError("--images and --batch must be positive")
+    if args.ray is None and (args.workers, args.cpus_per_worker, args.shard_channels) != (None, None, None):
+        raise UsageError("--workers, --cpus-per-worker and --shard-channels go with --ray")
+    if (args.workers is not None and args.workers < 1) or (args.cpus_per_worker is not None
+                                                           and args.cpus_per_worker < 1):
+        raise UsageError("--workers and --cpus-per-worker must be at least 1")
+    if args.shard_channels is not None and (args.shard_channels < 1 or args.shard_channels % args.batch):
+        raise UsageError(f"--shard-channels must be a positive multiple of --batch ({args.batch})")
     common.check_writable(args.out)  # fail before any heavy work
+    if args.ray is not None:
+        return _precompute_on_ray(args)
     device = common.pick_device(args)
     G = common.load_generator(args, device)
     stats = common.ensure_stats(G, args)
     clip = common.load_clip(args, device)
     fs3 = gd.precompute_fs3(G, clip, stats, args.out, images=args.images, seed=args.seed, batch=args.batch,
                             progress=common.progress_bar("fs3 relevance", unit="ch"), clip_input=args.clip_input)
-    seed = stats.seed if args.seed is None else args.seed
-    print(f"fs3 {fs3.shape[0]}x{fs3.shape[1]} over {args.images} faces (seed {seed}, "
+    _print_summary(args, fs3.shape, stats.seed)
+    return 0
+
+
+def _print_summary(args: argparse.Namespace, shape: tuple[int, ...], stats_seed: int) -> None:
+    seed = stats_seed if args.seed is None else args.seed
+    print(f"fs3 {shape[0]}x{shape[1]} over {args.images} faces (seed {seed}, "
           f"{args.clip_input} CLIP input) -> {args.out}")
+
+
+def _precompute_on_ray(args: argparse.Namespace) -> int:
+    import torch
+
+    from styleclip_desktop.cluster.ray_precompute import precompute_fs3_on_ray
+
+    # This machine only plans and merges: its generator gives the channels and the statistics.
+    G = common.load_generator(args, torch.device("cpu"))
+    stats = common.ensure_stats(G, args)
+    redone: list[dict[str, object]] = []
+
+    def on_shard(record: dict[str, object]) -> None:
+        if record["redone"]:
+            redone.append(record)
+
+    fs3 = precompute_fs3_on_ray(common.model_paths(args), args.out, images=args.images, seed=args.seed,
+                                batch=args.batch, clip_input=args.clip_input, shard_channels=args.shard_channels,
+                                workers=args.workers, cpus_per_worker=args.cpus_per_worker or 1,
+                                progress=common.progress_bar("fs3 relevance", unit="ch"), on_shard=on_shard,
+                                address=args.ray, generator=G, stats=stats,
+                                device="cpu" if args.device == "cpu" else "auto")
+    if redone:
+        common.note(f"notice: {len(redone)} shard{'s' if len(redone) != 1 else ''} redone after "
+                    "their Ray worker died")
+    _print_summary(args, fs3.shape, stats.seed)
     return 0
 
 

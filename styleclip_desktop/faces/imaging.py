@@ -96,9 +96,12 @@ def load_image(
     path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
 ) -> LoadedImage:
-    """Open a photo and return upright 8-bit RGB pixels; raise `ImageLoadError` on any failure."""
-    data, name = _read_source(path_or_bytes)
+    """Open a photo and return upright 8-bit RGB pixels; raise `ImageLoadError` on any failure.
+    `name` is what messages call it (default: the file's name, or "the image" for bytes)."""
+    data, own_name = _read_source(path_or_bytes)
+    name = name or own_name
     if not data:
         raise ImageLoadError(f"Cannot open {name}: the file is empty")
     try:

@@ -215,9 +215,7 @@ def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Pat
     check_precompute_input(clip_input)
     if seed is None:
         seed = stats.seed
-    device = G.const.device
-    conv_idx = conv_channel_index(G)
-    n_ch = len(conv_idx)
+    n_ch = len(conv_channel_index(G))
     partial = _partial_path(out)
     acc = np.zeros((n_ch, clip.embed_dim), np.float64)
     first = 0
@@ -231,17 +229,73 @@ def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Pat
                     log.info("resuming fs3 precompute at image %d of %d", first, images)
         except (OSError, KeyError, ValueError):
             log.warning("ignoring unreadable partial file %s", partial)
+
+    def save_partial(done: int, acc: np.ndarray) -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = partial.with_name(partial.name + ".tmp.npz")
+        np.savez(tmp, acc=acc, done=np.int64(done), seed=np.int64(seed), images=np.int64(images),
+                 clip_input=np.str_(clip_input))
+        os.replace(tmp, partial)
+
+    fs3_rows(G, clip, stats, 0, n_ch, images, seed, psi=psi, batch=batch, sigmas=sigmas, out_res=out_res,
+             clip_input=clip_input, progress=progress, cancelled=cancelled, acc=acc, first_image=first,
+             after_image=save_partial)
+    fs3 = finish_fs3(acc)
+    write_fs3(out, fs3)
+    partial.unlink(missing_ok=True)
+    return fs3
+
+
+def check_channel_range(G: Generator, lo: int, hi: int, batch: int) -> None:
+    """A part of fs3 must start and end where the whole-matrix run's channel batches do.
+
+    A batch renders its channels together, and how many images a render holds can change
+    the last bits of each one; so rows computed in parts are the whole run's rows, bit for
+    bit, only when every part is made of exactly the whole run's batches."""
+    n_ch = len(conv_channel_index(G))
+    if batch < 1 or not 0 <= lo < hi <= n_ch or lo % batch or (hi % batch and hi != n_ch):
+        raise ValueError(f"channels {lo}-{hi} are not a run of whole batches of {batch} "
+                         f"among this generator's {n_ch} conv channels")
+
+
+@torch.no_grad()
+def fs3_rows(G: Generator, clip: ImageEncoder, stats: StyleStats, lo_channel: int, hi_channel: int, images: int,
+             seed: int, psi: float = STATS_PSI, batch: int = 16, sigmas: float = 5.0, out_res: int | None = None,
+             clip_input: str = DEFAULT_PRECOMPUTE_INPUT, progress: Progress | None = None,
+             cancelled: CancelCheck | None = None, *, acc: np.ndarray | None = None, first_image: int = 0,
+             after_image: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+    """The unnormalized fs3 rows of conv channels lo_channel..hi_channel-1: float64 sums over the faces.
+
+    What `precompute_fs3` computes for those channels, in the same batches of `batch` channels
+    and adding the faces in the same order, so the rows of parts put together (`finish_fs3`)
+    are the whole run's matrix exactly; the range must be one of whole batches
+    (`check_channel_range`). Sums go into `acc` (hi-lo rows) when given, starting at face
+    `first_image`; `after_image(done, acc)` is called after each face. Progress counts
+    channel renders of this range over all its faces.
+    """
+    check_precompute_input(clip_input)
+    check_channel_range(G, lo_channel, hi_channel, batch)
+    device = G.const.device
+    conv_idx = conv_channel_index(G)
+    width = hi_channel - lo_channel
+    if acc is None:
+        acc = np.zeros((width, clip.embed_dim), np.float64)
+    elif acc.shape != (width, clip.embed_dim):
+        raise ValueError(f"acc has shape {acc.shape}, channels {lo_channel}-{hi_channel} need "
+                         f"{(width, clip.embed_dim)}")
+    # All the faces are drawn at once whatever the range: the mapping of a batch of z's is
+    # the same in every part.
     ws_all = G.sample_w(images, seed, psi, device=device)
     lo = torch.from_numpy((stats.mean - sigmas * stats.std)[conv_idx].astype(np.float32)).to(device)
     hi = torch.from_numpy((stats.mean + sigmas * stats.std)[conv_idx].astype(np.float32)).to(device)
     conv_pos = torch.from_numpy(conv_idx).to(device)
-    total = images * n_ch
-    for i in range(first, images):
+    total = images * width
+    for i in range(first_image, images):
         base = pack_styles(G.w_to_s(ws_all[i: i + 1]))  # (1, S)
-        for c0 in range(0, n_ch, batch):
+        for c0 in range(lo_channel, hi_channel, batch):
             if cancelled is not None and cancelled():
                 raise Cancelled()
-            cs = torch.arange(c0, min(c0 + batch, n_ch), device=device)
+            cs = torch.arange(c0, min(c0 + batch, hi_channel), device=device)
             k = len(cs)
             flat = base.repeat(2 * k, 1)
             rows = torch.arange(2 * k, device=device)
@@ -252,21 +306,26 @@ def precompute_fs3(G: Generator, clip: ImageEncoder, stats: StyleStats, out: Pat
             e = e / e.norm(dim=-1, keepdim=True)
             d = e[k:] - e[:k]
             d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            acc[c0: c0 + k] += d.cpu().numpy()
+            acc[c0 - lo_channel: c0 - lo_channel + k] += d.cpu().numpy()
             if progress:
-                progress(i * n_ch + c0 + k, total)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = partial.with_name(partial.name + ".tmp.npz")
-        np.savez(tmp, acc=acc, done=np.int64(i + 1), seed=np.int64(seed), images=np.int64(images),
-                 clip_input=np.str_(clip_input))
-        os.replace(tmp, partial)
+                progress(i * width + c0 - lo_channel + k, total)
+        if after_image is not None:
+            after_image(i + 1, acc)
+    return acc
+
+
+def finish_fs3(acc: np.ndarray) -> np.ndarray:
+    """fs3 from the summed rows of all conv channels: each row scaled to unit length, as float32."""
     fs3 = acc / np.linalg.norm(acc, axis=1, keepdims=True).clip(1e-12)
-    fs3 = fs3.astype(np.float32)
+    return fs3.astype(np.float32)
+
+
+def write_fs3(out: Path, fs3: np.ndarray) -> None:
+    """Write fs3 to `out` as .npy, atomically: a reader sees the old file or the whole new one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(out.name + ".tmp.npy")
     np.save(tmp_out, fs3)
     os.replace(tmp_out, out)
-    partial.unlink(missing_ok=True)
-    return fs3
 
 
 # --- from a text direction to a style direction -----------------------------------------

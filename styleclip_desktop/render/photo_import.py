@@ -65,13 +65,20 @@ def soft_face_notice(alignment: DocAlignment | None, upscale: float = SOFT_UPSCA
 
 
 def find_faces(path: str | os.PathLike[str], detector_path: Path | None,
-               landmarks: np.ndarray | None = None) -> PhotoFaces:
-    """Load the photo and find faces; manual `landmarks` (4 points) replace detection."""
+               landmarks: np.ndarray | None = None, *, data: bytes | None = None,
+               min_side: int | None = None) -> PhotoFaces:
+    """Load the photo (from `data` when given, else from `path`) and find faces; manual
+    `landmarks` (4 points) replace detection. A photo whose shorter side is below
+    `min_side` pixels is refused as too small."""
     from styleclip_desktop.faces.detect import detect_faces
     from styleclip_desktop.faces.imaging import load_image
 
     p = Path(path)
-    img = load_image(p)
+    img = load_image(p if data is None else data, name=p.name)
+    if min_side is not None and min(img.pixels.shape[:2]) < min_side:
+        h, w = img.pixels.shape[:2]
+        raise UserError(f"{p.name} is too small: {w}x{h} px (a face needs a photo at least {min_side} px on "
+                        "its shorter side)")
     if landmarks is not None:
         pts = np.asarray(landmarks, np.float64).reshape(-1, 2)
         return PhotoFaces(p, img.data, img.pixels, [pts])

@@ -136,6 +136,7 @@ class MainWindow(QMainWindow):
         self.actions_ = build_menus(self)
         self.actions_.export_image.setEnabled(False)
         self.actions_.export_animation.setEnabled(False)
+        self.actions_.batch_apply.setEnabled(False)
         self._default_layout = self.saveState(LAYOUT_VERSION)
         fill_recent(self, self.actions_.recent_menu, self.projects.recent_files())
         self.projects.recent_changed.connect(lambda files: fill_recent(self, self.actions_.recent_menu, files))
@@ -145,6 +146,7 @@ class MainWindow(QMainWindow):
                        self.state.engine_changed):
             signal.connect(self._update_title)
         self.state.document_replaced.connect(self._update_enabled)
+        self.state.document_changed.connect(self._update_batch_enabled)
         self.state.engine_changed.connect(self._update_enabled)
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.importer.missing_models.connect(lambda _feature, message: self.show_model_wizard(message))
@@ -226,6 +228,11 @@ class MainWindow(QMainWindow):
         a.export_animation.setEnabled(has_doc and has_engine)
         for action in (a.new, a.new_from_prompt):
             action.setEnabled(has_engine)
+        self._update_batch_enabled()
+
+    def _update_batch_enabled(self) -> None:
+        doc = self.state.document
+        self.actions_.batch_apply.setEnabled(doc is not None and len(doc.layers) > 0)
 
     # -- models ------------------------------------------------------------------------
 
@@ -339,6 +346,16 @@ class MainWindow(QMainWindow):
         """File > Export Animation…: the timeline as MP4, GIF or WebP (the dialog, returned)."""
         return open_animation_dialog(self.state, self.settings, self)
 
+    def batch_apply(self) -> Any:
+        """File > Batch Apply…: this document's layers over many photos (the dialog, returned)."""
+        from styleclip_desktop.batch.recipe import BatchOutputs, recipe_from_document
+        from styleclip_desktop.ui.batch_dialog import open_batch_dialog
+
+        doc = self.state.document
+        if doc is None:
+            raise UserError("open a document with layers first: the batch applies its layers to each photo")
+        return open_batch_dialog(self, recipe_from_document(doc, BatchOutputs(), display_name(doc)))
+
     def set_compare(self, mode: CompareMode) -> None:
         self.canvas.set_compare(mode)
         self.actions_.compare[mode].setChecked(True)
@@ -377,6 +394,11 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.save_settings()
+        from styleclip_desktop.ui.batch_dialog import BatchDialog
+
+        batch = self.findChild(BatchDialog)
+        if batch is not None:  # a batch stops with the editor; what it finished stays recorded
+            batch.abandon()
         self.projects.close_document()
         self.projects.shutdown()
         if self.loader.running:

@@ -28,6 +28,7 @@ class Actions:
     save_as: QAction
     export_image: QAction
     export_animation: QAction
+    batch_apply: QAction
     quit: QAction
     undo: QAction
     redo: QAction
@@ -77,6 +78,8 @@ def build_menus(w: MainWindow) -> Actions:
     export = act(f, "&Export Image…", w.export_image, "Ctrl+E", tip="Write the edited picture as PNG, JPEG or WebP")
     export_anim = act(f, "Export Ani&mation…", w.export_animation, "Ctrl+Shift+E",
                       tip="Render the timeline as an MP4 video, a GIF or an animated WebP")
+    batch = act(f, "&Batch Apply…", w.batch_apply, "Ctrl+Shift+B",
+                tip="Apply this document's layers to many photos, writing the results into a folder")
     f.addSeparator()
     quit_ = act(f, "&Quit", w.close, Std.Quit, "Ctrl+Q")
     quit_.setMenuRole(QAction.MenuRole.QuitRole)
@@ -143,7 +146,7 @@ def build_menus(w: MainWindow) -> Actions:
     about = act(h, "&About StyleCLIP Desktop", w.about)
     about.setMenuRole(QAction.MenuRole.AboutRole)
 
-    return Actions(new, new_prompt, open_, save, save_as, export, export_anim, quit_, undo, redo, zin, zout, fit, actual,
+    return Actions(new, new_prompt, open_, save, save_as, export, export_anim, batch, quit_, undo, redo, zin, zout, fit, actual,
                    comp, crop, manager, recent, compare)
 
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 README = Path(__file__).resolve().parents[2] / "README.md"
 # Arguments added to a command so the tour takes seconds, not hours; see also `shortened`.
 EXTRA = {"precompute": ["--images", "1"], "bench": ["--quick", "--suite", "core", "--repeats", "1"],
-         "optimize": ["--steps", "3"]}  # the published 300 steps add nothing on a synthetic generator
+         "optimize": ["--steps", "3"],  # the published 300 steps add nothing on a synthetic generator
+         "--animation": ["--seconds", "0.25", "--animation-size", "64"]}
 
 
 def readme_commands() -> list[list[str]]:
@@ -37,6 +38,15 @@ def readme_commands() -> list[list[str]]:
         if len(words) > 1 and words[0] == "styleclip-desktop":
             out.append(words[1:])  # the bare `styleclip-desktop` line starts the editor (tested in tests/ui)
     return out
+
+
+def readme_recipe() -> str:
+    """The TOML recipe of the README's Batches section."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Batches"):]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block is not None, "README's Batches section has no toml block"
+    return block.group(1)
 
 
 def shortened(args: list[str]) -> list[str]:
@@ -72,6 +82,7 @@ def test_every_readme_command_runs_on_a_synthesized_models_directory(
     lips = np.zeros((512, 512), np.uint8)  # a mask painted in any image editor: white where the edit acts
     lips[330:400, 180:330] = 255
     Image.fromarray(lips).save(work / "lips.png")
+    (work / "look.toml").write_text(readme_recipe(), encoding="utf-8")  # the batch recipe, as the README shows it
     capsys.readouterr()
     failures = []
     for args in readme_commands():
@@ -80,7 +91,15 @@ def test_every_readme_command_runs_on_a_synthesized_models_directory(
         err = capsys.readouterr().err
         if code != 0:
             failures.append(f"styleclip-desktop {shlex.join(args)} -> exit {code}: {err.strip()[-300:]}")
+    import sys
+
+    if "ray" in sys.modules:  # the tour's --ray lines started a local cluster
+        sys.modules["ray"].shutdown()
     assert not failures, "\n".join(failures)
+    assert (work / "edited" / "photo.png").is_file()
+    assert sorted(p.name for p in (work / "edited-all").glob("photo-look_face1.*")) == ["photo-look_face1.jpg",
+                                                                                      "photo-look_face1.mp4"]
+    assert (work / "edited-ray" / "photo-look.jpg").is_file()
     for name in ("face.png", "grey.png", "antiprompt.png", "smiling.jpg", "beard.png", "afro.png", "old.png",
                  "me.scproj", "me.png", "me.mp4", "me.npy", "purple.pt", "fs3.npy"):
         assert (work / name).is_file(), name

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QUrl
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QApplication
 
 from styleclip_desktop.document import Document
@@ -118,3 +119,16 @@ def make_window(qapp: QApplication, qtbot: Any, ui_settings: QSettings, demo_sou
             w.wizard.close()
         w.close()  # shuts down the engine the window loaded itself, never the shared one
         w.state.undo_stack.blockSignals(True)
+
+
+@pytest.fixture
+def opened_folders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The folders the app asked the desktop to open (nothing is really opened)."""
+    opened: list[str] = []
+
+    def record(url: QUrl) -> bool:
+        opened.append(url.toLocalFile())
+        return True
+
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(record))
+    return opened

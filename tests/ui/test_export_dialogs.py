@@ -11,8 +11,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt
 
 from styleclip_desktop.document import Document, Layer, OptimizationParams, actions
 from styleclip_desktop.ui.animation_dialog import ExportAnimationDialog, crf_for_quality
@@ -37,18 +36,6 @@ def edited(doc: Document, photo: Path | None = None) -> Document:
 @pytest.fixture
 def photo(gradient_photo: Path) -> Path:
     return gradient_photo
-
-
-@pytest.fixture
-def opened_folders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    opened: list[str] = []
-
-    def record(url: QUrl) -> bool:
-        opened.append(url.toLocalFile())
-        return True
-
-    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(record))
-    return opened
 
 
 def open_document(qtbot: Any, window: Any, doc: Document) -> None:
