@@ -322,9 +322,9 @@ def bench_precompute(models: Path, *, channels: int, batch: int, images: int = 1
         "batch": batch,
         "measured_on": f"the first {channels} of {total} conv channels per worker, {images} image(s), "
                        f"batches of {batch} channels: precompute_fs3_on_ray takes no channel range, so the "
-                       "Ray run drives its worker actors (Fs3Actor: the same fs3_rows code) over that range, "
-                       "one-batch shards handed out as workers finish; no warm-up run, model loading not "
-                       "counted"}
+                       "Ray run drives its worker actors (Fs3Actor: the same fs3_rows code) over that range "
+                       "with its own run_shards (one-batch shards handed out as workers finish, each "
+                       "checkpointed); no warm-up run, model loading not counted"}
     threads = torch.get_num_threads()
 
     def single(n_threads: int) -> dict[str, Any]:
@@ -365,8 +365,8 @@ def bench_precompute(models: Path, *, channels: int, batch: int, images: int = 1
 
 def _ray_precompute(ray: Any, mp: Any, G: Any, stats: Any, channels: int, batch: int,
                     images: int) -> dict[str, Any]:
-    """Two of the sharded precompute's workers (`Fs3Actor`, one core each), each handed
-    one-batch shards of the range as it finishes the last, as `precompute_fs3_on_ray` does."""
+    """Two of the sharded precompute's workers (`Fs3Actor`, one core each), handed one-batch
+    shards of the range by the precompute's own `run_shards`."""
     from styleclip_desktop.cluster import ray_precompute as rp
     from styleclip_desktop.methods.fs3_input import DEFAULT_PRECOMPUTE_INPUT
     from styleclip_desktop.methods.global_directions import STATS_PSI
@@ -376,22 +376,21 @@ def _ray_precompute(ray: Any, mp: Any, G: Any, stats: Any, channels: int, batch:
     stats_ref = ray.put(stats)
     load = _load()
     t0 = time.perf_counter()
-    actors = [actor_class.remote(rp.worker_paths(mp), stats_ref, job, {"generator": str(G.source_sha256)}, 1)
-              for _ in range(WORKERS)]
+    paths, expect = rp.worker_paths(mp), {"generator": str(G.source_sha256)}
+
+    def spawn() -> Any:
+        return actor_class.remote(paths, stats_ref, job, expect, 1)
+
+    actors = [spawn() for _ in range(WORKERS)]
     try:
         ray.get([a.info.remote() for a in actors])  # each has loaded its models
         ready = time.perf_counter()
-        pending = [(lo, lo + batch) for lo in range(0, WORKERS * channels, batch)]
-        pending.reverse()
-        busy = {actors[i].rows.remote(*pending.pop()): i for i in range(WORKERS)}
-        pids = set()
-        while busy:
-            done, _ = ray.wait(list(busy), num_returns=1)
-            slot = busy.pop(done[0])
-            rows, pid, _host = ray.get(done[0])
-            pids.add(pid)
-            if pending:
-                busy[actors[slot].rows.remote(*pending.pop())] = slot
+        todo = [(lo, lo + batch) for lo in range(0, WORKERS * channels, batch)]
+        pids: set[int] = set()
+        with tempfile.TemporaryDirectory(prefix="bench-fs3-shards-") as folder:
+            # The precompute's own hand-out and checkpointing, over this range of channels.
+            rp.run_shards(ray, actors, spawn, todo, Path(folder), {r: i for i, r in enumerate(todo)},
+                          WORKERS * channels, images, 0, None, lambda record: pids.add(int(record["worker_pid"])))
         s = time.perf_counter() - ready
     finally:
         for a in actors:

@@ -16,12 +16,13 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from styleclip_desktop.errors import UsageError, UserError
+from styleclip_desktop.faces.imaging import PHOTO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ MANIFEST = "manifest.jsonl"
 LOCK = ".batch.lock"
 DONE = "done"
 FAILED = "failed"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 HASH_CHUNK = 1 << 20
 
 
@@ -153,15 +153,14 @@ class Manifest:
                                       "or choose another output folder") from None
         self.records: dict[str, dict[str, Any]] = {}
         self.damaged_lines = 0
-        for record in self._read():
+        data = self.path.read_bytes() if self.path.is_file() else b""
+        # A line cut short by a crash must not swallow the first one this run appends.
+        self._pending_newline = bool(data) and not data.endswith(b"\n")
+        for record in self._read(data):
             self.records[str(record["key"])] = record
 
-    def _read(self) -> Iterator[dict[str, Any]]:
-        if not self.path.is_file():
-            return
-        with open(self.path, "rb") as f:
-            lines = f.read().split(b"\n")
-        for n, raw in enumerate(lines, 1):
+    def _read(self, data: bytes) -> Iterator[dict[str, Any]]:
+        for n, raw in enumerate(data.split(b"\n"), 1):
             if not raw.strip():
                 continue
             try:
@@ -191,12 +190,9 @@ class Manifest:
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
         with open(self.path, "ab") as f:
-            if f.tell() > 0:
-                # A line cut short by a crash must not swallow this one.
-                with open(self.path, "rb") as r:
-                    r.seek(-1, os.SEEK_END)
-                    if r.read(1) != b"\n":
-                        f.write(b"\n")
+            if self._pending_newline:
+                f.write(b"\n")
+                self._pending_newline = False
             f.write(line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
@@ -223,9 +219,3 @@ def read_records(outdir: Path) -> list[dict[str, Any]]:
             continue
     return out
 
-
-def latest(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for r in records:
-        out[str(r["key"])] = r
-    return out

@@ -158,11 +158,6 @@ class Recipe:
     def with_outputs(self, outputs: BatchOutputs) -> Recipe:
         return dataclasses.replace(self, outputs=outputs)
 
-    def describe(self) -> str:
-        n = len(self.document().layers) if self.kind == PROJECT else len(self.toml().get("layer", []))
-        return f"{self.label}: {n} layer{'s' if n != 1 else ''}"
-
-
 def _stripped(doc: Document) -> Document:
     """The recipe part of a document: its layers and timeline on a blank face."""
     from styleclip_desktop.document import Document as Doc
@@ -332,7 +327,7 @@ class RecipeLayers:
                 params = load_domain_layer(base / str(spec["domain"]), G, identity)
                 if spec.get("paste_back"):
                     params = params.with_changes(paste_back=True)
-            mask = self._mask(spec, base, label)
+            mask, region = self._mask(spec, base, label)
             fields: dict[str, Any] = {"visible": spec.get("visible", True), "mask": mask}
             if "name" in spec:
                 fields["name"] = spec["name"]
@@ -341,42 +336,47 @@ class RecipeLayers:
             layer = Layer(params, **fields)
         except (TypeError, ValueError) as exc:
             raise RecipeError(f"{label}: {exc}") from None
-        region = spec.get("mask")
-        from styleclip_desktop.methods.regions import REGION_NAMES
-
-        if region is not None and str(region) in REGION_NAMES:
-            settings = {"feather": float(spec.get("mask_feather", 6.0)), "inverted": bool(spec.get("mask_invert", False)),
-                        "start_res": int(spec.get("mask_start", 32))}
-            self.regions[layer.id] = (str(region), settings)
+        if region is not None:
+            self.regions[layer.id] = region
         return layer
 
-    def _mask(self, spec: Mapping[str, Any], base: Path, label: str) -> Any:
+    def _mask(self, spec: Mapping[str, Any], base: Path,
+              label: str) -> tuple[Any, tuple[str, dict[str, Any]] | None]:
+        """The layer's mask, and (region, mask settings) when it is a region to find on each face."""
         from styleclip_desktop.document import LayerMask
+        from styleclip_desktop.document.masks import DEFAULT_START_RES
         from styleclip_desktop.methods.regions import REGION_NAMES
 
         ref = spec.get("mask")
         if ref is None:
             if any(k in spec for k in ("mask_feather", "mask_invert", "mask_start")):
                 raise RecipeError(f"{label}: mask_feather, mask_invert and mask_start go with mask = ...")
-            return None
-        settings = {"feather": float(spec.get("mask_feather", 6.0 if str(ref) in REGION_NAMES else 0.0)),
-                    "inverted": bool(spec.get("mask_invert", False)), "start_res": int(spec.get("mask_start", 32))}
-        if str(ref) in REGION_NAMES:
-            return LayerMask.filled(255, **settings)  # a stand-in: the region is found on each face
-        from styleclip_desktop.cli.edit_cmd import read_mask_image
+            return None, None
+        is_region = str(ref) in REGION_NAMES
+        settings = {"feather": float(spec.get("mask_feather", 6.0 if is_region else 0.0)),
+                    "inverted": bool(spec.get("mask_invert", False)),
+                    "start_res": int(spec.get("mask_start", DEFAULT_START_RES))}
+        if is_region:
+            # A stand-in until the region is found on each face (`apply`).
+            return LayerMask.filled(255, **settings), (str(ref), settings)
+        from styleclip_desktop.document.mask_ops import read_mask_image
 
         path = base / str(ref)
         if not path.is_file():
             raise RecipeError(f"{label}: mask {ref!r} is neither a region ({', '.join(REGION_NAMES)}) nor a file")
-        return LayerMask.from_coverage(read_mask_image(path), **settings)
+        return LayerMask.from_coverage(read_mask_image(path), **settings), None
+
+    def copies(self) -> list[Layer]:
+        """New copies of the recipe's layers (same ids, so the timeline's tracks still name them)."""
+        return [layer.copy(id=layer.id, name=layer.name) for layer in self.layers]
 
     def apply(self, doc: Document, renderer: Any) -> Document:
         """`doc` (a freshly inverted face) with the recipe's layers and timeline."""
         from styleclip_desktop.methods.regions import region_mask
 
         duration, fps, tracks = self.timeline
-        for layer in self.layers:
-            doc.layers.append(layer.copy(id=layer.id, name=layer.name))
+        for layer in self.copies():
+            doc.layers.append(layer)
         for layer_id, (region, settings) in self.regions.items():
             layer = doc.layers.get(layer_id)
             layer.set("mask", region_mask(renderer, doc, region, **settings))

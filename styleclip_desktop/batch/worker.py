@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class WorkerConfig:
     # True: write into a private folder and return the files' bytes for the driver to
     # write (workers on machines that do not share OUTDIR).
     return_files: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def model_paths(self) -> Any:
         from styleclip_desktop.render.session import ModelPaths
@@ -99,10 +98,7 @@ class BatchWorker:
 
         from styleclip_desktop.document import Document
 
-        doc = Document(np.zeros((int(G.num_ws), int(G.config.w_dim)), np.float32))
-        for layer in self.layers.layers:
-            doc.layers.append(layer.copy(id=layer.id, name=layer.name))
-        return doc
+        return Document(np.zeros((int(G.num_ws), int(G.config.w_dim)), np.float32), layers=self.layers.copies())
 
     def info(self) -> dict[str, Any]:
         return {"worker": self.where, "pid": os.getpid(), "load_s": self.load_s, "models": self.identities}
@@ -128,8 +124,10 @@ class BatchWorker:
         except Cancelled:
             raise
         except UserError as exc:
+            from styleclip_desktop.nets.checkpoint import one_line
+
             record["status"] = FAILED
-            record["reason"] = _reason(exc)
+            record["reason"] = one_line(exc)
         except OSError as exc:
             import errno
 
@@ -229,7 +227,3 @@ def _add(timings: dict[str, float], key: str, value: float) -> None:
     timings[key] = timings.get(key, 0.0) + value
 
 
-def _reason(exc: UserError) -> str:
-    """One line for the manifest: the message's first sentence line, without a hint meant for one photo."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def outputs_from(args: argparse.Namespace) -> dict[str, Any]:
     """The output settings the command line gives (None: the recipe's)."""
-    values: dict[str, Any] = {"name": args.name, "faces": args.faces, "inversion": args.inversion,
-                              "crop": args.crop, "size": args.size, "animation_size": args.animation_size,
-                              "fps": args.fps, "seconds": args.seconds, "quality": args.quality}
-    return values
+    return {"name": args.name, "faces": args.faces, "inversion": args.inversion, "crop": args.crop,
+            "size": args.size, "animation_size": args.animation_size, "fps": args.fps, "seconds": args.seconds,
+            "quality": args.quality}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,15 +82,11 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and not path.is_file():
             raise UsageError(f"{opt}: file not found: {path}")
     recipe = load_recipe(args.recipe, **outputs_from(args))
-    formats = {}
-    if args.still is not None:
-        formats["still"] = None if args.still == "none" else args.still
-    if args.animation is not None:
-        formats["animation"] = None if args.animation == "none" else args.animation
+    # "none" turns a format off, so these two are not simply left out when unset.
+    formats: dict[str, Any] = {k: None if v == "none" else v
+                               for k, v in (("still", args.still), ("animation", args.animation)) if v is not None}
     if formats:
-        from styleclip_desktop.batch.recipe import BatchOutputs
-
-        recipe = recipe.with_outputs(BatchOutputs(**{**dataclasses.asdict(recipe.outputs), **formats}))
+        recipe = recipe.with_outputs(dataclasses.replace(recipe.outputs, **formats))
     outdir: Path = args.output
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"-o {outdir} is a file; the batch writes into a folder")
@@ -109,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         if record["status"] != "done":
             common.note(f"{Path(str(record['input'])).name}: {record.get('reason')}")
 
-    with stop_on_ctrl_c() as stopping:
+    with common.ctrl_c_cancels("the photos under way") as stopping:
         summary = run_batch(recipe, items, outdir, factory, stop=stopping.is_set, retry_failed=args.retry_failed,
                             progress=bar, on_record=report)
     bar.close()
@@ -125,18 +116,25 @@ def run(args: argparse.Namespace) -> int:
 def worker_config(args: argparse.Namespace, outdir: Path) -> Any:
     from styleclip_desktop.batch.worker import WorkerConfig
 
-    # On a cluster the workers' machines decide: GPUs there are used unless --device cpu.
-    device = ("cpu" if args.device == "cpu" else "auto") if args.ray else str(common.pick_device(args))
-    workers = args.workers or 1
-    threads = None if args.ray else max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    return WorkerConfig(models_dir=str(common.models_dir(args)), generator=_s(args.generator), clip=_s(args.clip),
-                        fs3=_s(args.fs3), e4e=_s(args.e4e), detector=_s(args.detector), device=device,
+    threads = None
+    if args.ray:
+        # On a cluster the workers' machines decide: GPUs there are used unless --device cpu
+        # (and the Ray executor sets each worker's threads).
+        device = "cpu" if args.device == "cpu" else "auto"
+    else:
+        device = str(common.pick_device(args))
+        if (args.workers or 1) > 1:  # local workers share this machine's cores
+            threads = max(1, (os.cpu_count() or 1) // args.workers)
+    return WorkerConfig(models_dir=str(common.models_dir(args)), generator=_absolute(args.generator),
+                        clip=args.clip if args.clip == "openai" else _absolute(args.clip), fs3=_absolute(args.fs3),
+                        e4e=_absolute(args.e4e), detector=_absolute(args.detector), device=device,
                         backend=args.backend, threads=threads, outdir=str(outdir.resolve()),
                         return_files=bool(args.ship_files))
 
 
-def _s(value: Any) -> str | None:
-    return None if value is None else str(Path(value).resolve()) if not str(value) == "openai" else "openai"
+def _absolute(value: Any) -> str | None:
+    """A path as every worker finds it (workers may start in other folders)."""
+    return None if value is None else str(Path(value).resolve())
 
 
 def executor_factory(args: argparse.Namespace, config: Any, recipe: Any) -> Any:
@@ -159,27 +157,3 @@ def executor_factory(args: argparse.Namespace, config: Any, recipe: Any) -> Any:
             return InProcess(config, recipe)
 
     return in_process
-
-
-@contextmanager
-def stop_on_ctrl_c() -> Iterator[threading.Event]:
-    """The first Ctrl+C asks the batch to stop after the photos under way; a second one
-    interrupts at once (the manifest still holds every photo finished before it)."""
-    stopping = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stopping
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if stopping.is_set():
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        stopping.set()
-        common.note("stopping after the photos under way (Ctrl+C again to stop at once)")
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield stopping
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from styleclip_desktop import paths
@@ -115,3 +120,25 @@ def build_engine(args: argparse.Namespace, device: torch.device, need_directions
 def progress_bar(desc: str, unit: str = "it") -> progress.Progress:
     """The progress callback of one stage: a bar on a terminal, plain lines otherwise (see cli/progress.py)."""
     return progress.bar(desc, unit)
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(what: str = "this step") -> Iterator[threading.Event]:
+    """While inside, the first Ctrl+C sets the event (the job stops after `what` and keeps its
+    work); a second one interrupts at once."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        event.set()
+        note(f"stopping after {what} (Ctrl+C again to abort at once)")
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -47,7 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from styleclip_desktop.cli.mapper_cmd import ctrl_c_cancels
     from styleclip_desktop.methods import domain_file, nada
 
     if args.output.suffix.lower() != domain_file.SUFFIX:
@@ -69,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise UserError(f"cannot read the latent {args.latent.name}: {exc}") from None
     clip = common.load_clip(args, device)
     bar = common.progress_bar("training the domain", "step")
-    with ctrl_c_cancels() as stop:
+    with common.ctrl_c_cancels() as stop:
         result = nada.train_domain(G, clip, cfg, extra_ws=extra, progress=lambda step, total, _loss: bar(step, total),
                                    cancel=stop.is_set, checkpoint=args.checkpoint, resume=args.resume, device=device)
     params = domain_file.params_from_result(result, cfg, getattr(G, "source_sha256", "") or "")

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from styleclip_desktop.render.engine import Engine
 
 DEFAULT_ALPHA = {"global": 4.0, "optimize": 1.0, "mapper": 1.0, "domain": 1.0}
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 IMAGE_OUTPUTS = {".png", ".jpg", ".jpeg", ".webp"}
 
 
@@ -212,30 +211,9 @@ def _mask_file(value: str) -> Any:
         except UserError:
             pass
         raise UsageError(f"--mask: {value!r} is neither a region ({', '.join(REGION_NAMES)}) nor a file")
+    from styleclip_desktop.document.mask_ops import read_mask_image
+
     return read_mask_image(path)
-
-
-def read_mask_image(path: Path) -> Any:
-    """A mask image of the aligned face as coverage in [0, 1]: its luminance, or its alpha
-    channel where it has one that is not fully opaque (white or opaque: the edit acts)."""
-    import numpy as np
-    from PIL import Image
-
-    from styleclip_desktop.faces.imaging import load_image
-
-    loaded = load_image(path)
-    pixels = loaded.pixels
-    if pixels.shape[0] != pixels.shape[1]:
-        raise UserError(f"the mask {path.name} is {pixels.shape[1]}x{pixels.shape[0]}; a mask covers the aligned "
-                        "face, so it must be square")
-    try:
-        with Image.open(path) as img:
-            alpha = np.asarray(img.getchannel("A"), np.float32) if "A" in img.getbands() else None
-    except (OSError, ValueError):
-        alpha = None
-    if alpha is not None and alpha.shape == pixels.shape[:2] and alpha.min() < 255:
-        return alpha / 255.0
-    return (pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
 
 
 def _mask(args: argparse.Namespace, engine: Engine, doc: Document, coverage: Any) -> Any:
@@ -284,6 +262,8 @@ def _document(args: argparse.Namespace, engine: Engine, device: torch.device) ->
         for warning in doc.model_mismatches(ids):
             common.note(f"notice: {warning}")
         return doc
+    from styleclip_desktop.faces.imaging import PHOTO_SUFFIXES
+
     if suffix in PHOTO_SUFFIXES:
         from styleclip_desktop.cli.invert_cmd import load_photo_document
 
@@ -331,7 +311,7 @@ def _layer(args: argparse.Namespace, engine: Engine, doc: Document, device: torc
 
 def _optimize(args: argparse.Namespace, engine: Engine, doc: Document, device: torch.device) -> tuple[Any, str]:
     """Optimize from the face as it stands (base latent plus the W-space layers below)."""
-    from styleclip_desktop.cli.mapper_cmd import ctrl_c_cancels, load_arcface_for
+    from styleclip_desktop.cli.mapper_cmd import load_arcface_for
     from styleclip_desktop.methods import optimization as opt
 
     G = engine.renderer.generator_for(doc)
@@ -344,7 +324,7 @@ def _optimize(args: argparse.Namespace, engine: Engine, doc: Document, device: t
     cfg = opt.config_for(args.mode, steps=args.steps, lambda_l2=args.lambda_l2, lambda_id=args.lambda_id,
                          clip_input=args.clip_input, result=args.result, keep=tuple(args.keep),
                          lambda_keep=args.lambda_keep)
-    with ctrl_c_cancels() as stop:
+    with common.ctrl_c_cancels() as stop:
         result = opt.optimize_latent(G, clip, args.target, ws, cfg, arcface=arcface, cancel=stop,
                                      progress=common.progress_bar("optimizing", "step"))
     if result.cancelled:

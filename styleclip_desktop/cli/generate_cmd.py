@@ -77,12 +77,11 @@ def run(args: argparse.Namespace) -> int:
 def _from_text(args: argparse.Namespace, G: Generator, device: torch.device) -> tuple[torch.Tensor, str]:
     import torch
 
-    from styleclip_desktop.cli.mapper_cmd import ctrl_c_cancels
     from styleclip_desktop.errors import Cancelled
     from styleclip_desktop.methods.optimization import generate_from_text
 
     clip = common.load_clip(args, device)
-    with ctrl_c_cancels() as stop:
+    with common.ctrl_c_cancels() as stop:
         result = generate_from_text(G, clip, args.prompt, seed=args.seed, steps=args.steps, start=args.start,
                                     psi=args.psi, clip_input=args.clip_input, result=args.result,
                                     progress=common.progress_bar("generating", "step"), cancel=stop)

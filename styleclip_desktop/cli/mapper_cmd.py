@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from styleclip_desktop.cli import common
@@ -115,28 +111,6 @@ def load_arcface_for(args: argparse.Namespace, device: torch.device, lambda_id: 
     return load_arcface(path, device)
 
 
-@contextlib.contextmanager
-def ctrl_c_cancels() -> Iterator[threading.Event]:
-    """While inside, the first Ctrl+C sets the event (the job stops after its step and keeps its
-    work); a second one interrupts at once."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        event.set()
-        common.note("stopping after this step (Ctrl+C again to abort at once)")
-        signal.signal(signal.SIGINT, previous)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield event
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 # --- mapper train -----------------------------------------------------------------------
 
 
@@ -166,7 +140,7 @@ def run_train(args: argparse.Namespace) -> int:
     arcface = load_arcface_for(args, device, args.lambda_id)
     if args.resume and not out.exists():
         common.note(f"no checkpoint at {out} yet; starting a new training run")
-    with ctrl_c_cancels() as stop:
+    with common.ctrl_c_cancels() as stop:
         result = mm.train_mapper(G, clip, latents, cfg, arcface=arcface, out_path=out, resume=args.resume,
                                  progress=common.progress_bar("training mapper", "step"), cancel=stop)
     if result.cancelled:

@@ -57,3 +57,10 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None) -> Any
 def cluster_resources() -> dict[str, float]:
     ray = require_ray()
     return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def worker_room(ray: Any, cpus_per_worker: int) -> int:
+    """How many workers of `cpus_per_worker` cores the cluster's machines can hold at once.
+
+    More would wait for cores that never free up, and the work handed to them with them."""
+    return sum(int(n.get("Resources", {}).get("CPU", 0) // cpus_per_worker) for n in ray.nodes() if n.get("Alive"))

@@ -20,26 +20,13 @@ from typing import Any
 from styleclip_desktop.batch.manifest import FAILED, BatchItem
 from styleclip_desktop.batch.recipe import Recipe
 from styleclip_desktop.batch.worker import BatchWorker, WorkerConfig
-from styleclip_desktop.cluster import cluster_resources, connect
+from styleclip_desktop.cluster import cluster_resources, connect, worker_room
 from styleclip_desktop.errors import UserError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CPUS_PER_WORKER = 4
 MAX_DEATHS_PER_PHOTO = 2
-
-
-class BatchActor:
-    """What each Ray actor holds: a `BatchWorker` (its models, loaded when the actor starts)."""
-
-    def __init__(self, config: WorkerConfig, recipe: Recipe) -> None:
-        self.worker = BatchWorker(config, recipe)
-
-    def info(self) -> dict[str, Any]:
-        return self.worker.info()
-
-    def process(self, item: BatchItem) -> dict[str, Any]:
-        return self.worker.process(item)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,25 +38,32 @@ class Placement:
     gpus: int
     device: str
 
-    def describe(self) -> str:
-        each = f"1 GPU + {self.cpus} CPU" if self.gpus else f"{self.cpus} CPU core{'s' if self.cpus != 1 else ''}"
-        return f"{self.workers} Ray worker{'s' if self.workers != 1 else ''}, {each} each"
 
 
-def placement(resources: dict[str, float], workers: int | None, cpus_per_worker: int | None,
-              want_gpu: bool = True) -> Placement:
+def placement(ray: Any, workers: int | None, cpus_per_worker: int | None, want_gpu: bool = True) -> Placement:
     """One actor per GPU when the cluster has GPUs; else one per `cpus_per_worker` cores
-    (default 4, or the cores shared evenly among `workers`)."""
+    (default 4, or the cores shared evenly among `workers`). Never more actors than the
+    cluster's machines can hold at once: the others would wait for ever, and their photos
+    with them."""
+    resources = cluster_resources()
     cpus = int(resources.get("CPU", 0))
     gpus = int(resources.get("GPU", 0)) if want_gpu else 0
     if cpus < 1:
         raise UserError("the Ray cluster has no CPU to run on")
     if gpus:
         n = workers or gpus
-        return Placement(n, cpus_per_worker or max(1, min(4, cpus // n)), 1, "cuda")
-    cpw = cpus_per_worker or (max(1, cpus // workers) if workers else min(DEFAULT_CPUS_PER_WORKER, cpus))
-    n = workers or max(1, cpus // cpw)
-    return Placement(n, cpw, 0, "cpu")
+        cpw = cpus_per_worker or max(1, min(DEFAULT_CPUS_PER_WORKER, cpus // n))
+        room = min(gpus, worker_room(ray, cpw))
+    else:
+        cpw = cpus_per_worker or (max(1, cpus // workers) if workers else min(DEFAULT_CPUS_PER_WORKER, cpus))
+        n = workers or max(1, cpus // cpw)
+        room = worker_room(ray, cpw)
+    if room < 1:
+        raise UserError(f"no machine of the Ray cluster has {cpw} CPU cores for a worker "
+                        f"(the cluster has {cpus} in all); pass a smaller --cpus-per-worker")
+    if n > room:
+        log.warning("the Ray cluster has room for %d workers of %d cores; starting %d", room, cpw, room)
+    return Placement(min(n, room), cpw, 1 if gpus else 0, "cuda" if gpus else "cpu")
 
 
 class RayExecutor:
@@ -79,14 +73,14 @@ class RayExecutor:
                  workers: int | None = None, cpus_per_worker: int | None = None, ship_files: bool = False,
                  num_cpus: int | None = None) -> None:
         self.ray = connect(address, num_cpus=num_cpus)
-        self.place = placement(cluster_resources(), workers, cpus_per_worker, want_gpu=config.device != "cpu")
+        self.place = placement(self.ray, workers, cpus_per_worker, want_gpu=config.device != "cpu")
         self.config = dataclasses.replace(config, device=self.place.device, threads=self.place.cpus,
                                           return_files=ship_files or config.return_files)
         self.recipe = recipe
         self.ship_files = ship_files
         self.workers = self.place.workers
         self.redone = 0  # photos given out again after their worker died
-        self._actor_class = self.ray.remote(num_cpus=self.place.cpus, num_gpus=self.place.gpus)(BatchActor)
+        self._actor_class = self.ray.remote(num_cpus=self.place.cpus, num_gpus=self.place.gpus)(BatchWorker)
         self.actors: list[Any] = []
         self.pids: dict[int, int] = {}  # id(actor) -> its process id
         self._start([self._spawn() for _ in range(self.workers)])
@@ -174,10 +168,12 @@ def _failed(item: BatchItem, reason: str) -> dict[str, Any]:
 
 
 def _cause(exc: BaseException) -> str:
-    """The first line of what went wrong on the worker, without Ray's wrapping."""
-    cause = getattr(exc, "cause", None) or getattr(exc, "__cause__", None)
+    """What went wrong on the worker, in one line, without Ray's wrapping."""
+    from styleclip_desktop.nets.checkpoint import one_line
+
+    cause = getattr(exc, "cause", None) or exc.__cause__
     if isinstance(cause, BaseException) and str(cause):
-        return str(cause).strip().splitlines()[0]
-    text = str(exc).strip().splitlines()
-    useful = [line for line in text if "Error:" in line or "error:" in line]
-    return (useful[-1] if useful else text[0] if text else type(exc).__name__).strip()
+        return one_line(cause)
+    # An actor that failed to start says so inside a long text: its error's own line.
+    useful = [line for line in str(exc).splitlines() if "Error:" in line or "error:" in line]
+    return one_line(useful[-1].strip() if useful else exc)

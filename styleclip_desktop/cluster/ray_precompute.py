@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from styleclip_desktop.cluster import cluster_resources, connect
+from styleclip_desktop.cluster import cluster_resources, connect, worker_room
 from styleclip_desktop.errors import UserError
 from styleclip_desktop.methods.fs3_input import DEFAULT_PRECOMPUTE_INPUT
+from styleclip_desktop.nets.checkpoint import one_line
 
 if TYPE_CHECKING:
     from styleclip_desktop.methods.global_directions import StyleStats
@@ -96,7 +97,7 @@ class Fs3Actor:
             if stats.mean.shape != (gd.s_size(self.G),):
                 raise UserError(f"the style statistics do not fit the generator {where} loaded")
         except Exception as exc:  # reported by the driver, on the first call
-            self.error = _first_line(exc)
+            self.error = one_line(exc)
 
     def _check(self) -> None:
         if self.error is not None:
@@ -131,13 +132,6 @@ def worker_paths(models: ModelPaths) -> ModelPaths:
     return dataclasses.replace(models, models_dir=models.models_dir.expanduser().resolve(),
                                generator=session.generator_path(models).expanduser().resolve(), clip=clip,
                                fs3=None)
-
-
-def worker_room(ray: Any, cpus_per_worker: int) -> int:
-    """How many workers of `cpus_per_worker` cores the cluster's machines can hold at once.
-
-    More would wait for cores that never free up, and the shards given to them with them."""
-    return sum(int(n.get("Resources", {}).get("CPU", 0) // cpus_per_worker) for n in ray.nodes() if n.get("Alive"))
 
 
 def _generator_id(G: Generator) -> str:
@@ -291,7 +285,7 @@ def precompute_fs3_on_ray(models: ModelPaths, out: Path, images: int = 100, seed
         try:
             infos = _get(ray, [a.info.remote() for a in actors])
         except RayActorError as exc:
-            raise UserError(f"a Ray worker died while loading the models ({_first_line(exc)})") from None
+            raise UserError(f"a Ray worker died while loading the models ({one_line(exc)})") from None
         info = infos[0]
         if any(i["clip"] != info["clip"] for i in infos):
             raise UserError("the Ray workers load different CLIP models: every machine needs the same model "
@@ -317,7 +311,7 @@ def precompute_fs3_on_ray(models: ModelPaths, out: Path, images: int = 100, seed
         for extra in actors[len(todo):]:  # more workers than shards left
             ray.kill(extra)
         actors = actors[: len(todo)]
-        _run_shards(ray, actors, spawn, todo, folder, index, channels, images, done, progress, on_shard)
+        run_shards(ray, actors, spawn, todo, folder, index, channels, images, done, progress, on_shard)
         acc = np.concatenate([np.load(folder / f"{lo}-{hi}.npy", allow_pickle=False)
                               for lo, hi in sorted([*have, *todo])])
         fs3 = gd.finish_fs3(acc)
@@ -332,7 +326,7 @@ def precompute_fs3_on_ray(models: ModelPaths, out: Path, images: int = 100, seed
                 pass
 
 
-def _run_shards(ray: Any, actors: list[Any], spawn: Callable[[], Any], todo: list[tuple[int, int]], folder: Path,
+def run_shards(ray: Any, actors: list[Any], spawn: Callable[[], Any], todo: list[tuple[int, int]], folder: Path,
                 index: dict[tuple[int, int], int], channels: int, images: int, done: int,
                 progress: Progress | None, on_shard: Callable[[ShardRecord], None] | None) -> None:
     """Hand the shards out, one at a time per actor, checkpointing each as it comes back.
@@ -383,11 +377,6 @@ def _run_shards(ray: Any, actors: list[Any], spawn: Callable[[], Any], todo: lis
         if on_shard is not None:
             on_shard({"shard": index[shard], "lo": lo, "hi": hi, "worker_pid": pid, "host": host,
                       "redone": losses[shard], "next": following, "done": done, "total": channels})
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _get(ray: Any, refs: Any) -> Any:

@@ -16,10 +16,12 @@ touches the pixels in the bounding box of what it swept.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from styleclip_desktop.document.masks import MASK_SIZE, LayerMask
+from styleclip_desktop.errors import UserError
 
 MIN_SIZE, MAX_SIZE = 1.0, float(MASK_SIZE)
 
@@ -149,3 +151,25 @@ def clear(mask: LayerMask) -> LayerMask:
 def invert(mask: LayerMask) -> LayerMask:
     """The pixels inverted (what was hidden is revealed and the other way round)."""
     return mask.with_changes(pixels=255 - mask.pixels)
+
+
+def read_mask_image(path: Path) -> np.ndarray:
+    """A mask image of the aligned face as coverage in [0, 1]: its luminance, or its alpha
+    channel where it has one that is not fully opaque (white or opaque: the edit acts)."""
+    from PIL import Image
+
+    from styleclip_desktop.faces.imaging import load_image
+
+    loaded = load_image(path)
+    pixels = loaded.pixels
+    if pixels.shape[0] != pixels.shape[1]:
+        raise UserError(f"the mask {path.name} is {pixels.shape[1]}x{pixels.shape[0]}; a mask covers the aligned "
+                        "face, so it must be square")
+    try:
+        with Image.open(path) as img:
+            alpha = np.asarray(img.getchannel("A"), np.float32) if "A" in img.getbands() else None
+    except (OSError, ValueError):
+        alpha = None
+    if alpha is not None and alpha.shape == pixels.shape[:2] and alpha.min() < 255:
+        return alpha / 255.0
+    return (pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0

@@ -23,6 +23,8 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from styleclip_desktop.errors import UserError
 
 DEFAULT_MAX_PIXELS = 80_000_000
+# What a folder of photos is read for (`edit PHOTO`, batches): the formats `load_image` opens.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 
 # MPO is what many cameras write for JPEGs with an embedded preview; it decodes as JPEG.
 SUPPORTED_FORMATS = {

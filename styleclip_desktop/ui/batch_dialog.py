@@ -48,6 +48,7 @@ from styleclip_desktop.errors import UserError
 from styleclip_desktop.ui import exporting as ex
 from styleclip_desktop.ui.dialogs import PHOTO_SUFFIXES
 from styleclip_desktop.ui.domain_dialog import duration_text
+from styleclip_desktop.ui.error_report import sentence, user_message
 from styleclip_desktop.ui.export_dialogs import row_of
 from styleclip_desktop.ui.jobs import Task, call_in_ui, watch
 from styleclip_desktop.ui.state import EditorState
@@ -107,21 +108,6 @@ def summary_text(summary: BatchSummary, outdir: Path) -> str:
     if summary.stopped:
         text += f" Stopped with {summary.remaining} not started: press Start again to resume."
     return text + f" Results and manifest.jsonl in {outdir}."
-
-
-def first_line(exc: BaseException, what: str = "The batch") -> str:
-    """One sentence for the user, never a traceback."""
-    if isinstance(exc, UserError):
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else f"{what} failed"
-    elif isinstance(exc, OSError):
-        from styleclip_desktop.cli import describe_os_error
-
-        text = f"{what} failed: {describe_os_error(exc)}"
-    else:
-        lines = str(exc).strip().splitlines()
-        text = f"{what} failed: {lines[0] if lines else type(exc).__name__}"
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 @dataclass
@@ -260,7 +246,7 @@ class BatchDialog(QDialog):
         try:
             n = len(recipe.document().layers) if recipe.kind == PROJECT else len(recipe.toml().get("layer", []))
         except UserError as exc:
-            self._say(first_line(exc, "Reading the layers"), error=True)
+            self._say(sentence(user_message(exc)), error=True)
             n = 0
         self.recipe_label.setText(f"Applies the {n} layer{'s' if n != 1 else ''} of {recipe.label} to each photo, "
                                   "as they are when you press Start.")
@@ -382,7 +368,7 @@ class BatchDialog(QDialog):
                 raise UserError("add the photos to apply the layers to (Add Photos…, Add Folder… or drop them here)")
             config = worker_config(self.source(), self.state.engine, outdir, self.backend)
         except UserError as exc:
-            self._say(first_line(exc), error=True)
+            self._say(sentence(user_message(exc)), error=True)
             return False
         self.set_recipe(recipe)
         self.settings.setValue(SETTINGS_OUTDIR, str(outdir))
@@ -523,7 +509,7 @@ class BatchDialog(QDialog):
         if not isinstance(exc, UserError | OSError):
             log.error("the batch failed", exc_info=exc)
         self.progress_bar.setVisible(False)
-        self._say(first_line(exc), error=True)
+        self._say(sentence(user_message(exc)), error=True)
         self._show_failures(run.failures)
         self.open_folder_button.setVisible(run.done + run.failed > 0)
 

@@ -77,6 +77,15 @@ def user_message(exc: BaseException) -> str:
     return " ".join(text.split()) or "Something went wrong."
 
 
+def sentence(text: str) -> str:
+    """`text` as a sentence for a status line: a capital first letter and a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 class ErrorPresenter:
     """Shows messages in a modal dialog, one at a time, without repeating itself. A message
     an action applies to (`add_action`) gets that action's button beside Close."""

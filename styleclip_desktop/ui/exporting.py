@@ -82,8 +82,9 @@ def failure_text(exc: BaseException, path: Path) -> str:
     else:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         text = f"the export failed: {first}"
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
+    from styleclip_desktop.ui.error_report import sentence
+
+    return sentence(text)
 
 
 def render_inputs(state: EditorState) -> tuple[Any, Any, dict[str, str], bool]:

@@ -263,3 +263,19 @@ def test_a_full_disk_stops_the_batch_and_its_photo_is_redone(demo_models: Path, 
     summary = run_batch(recipe, items, out, lambda: InProcess(config, recipe))
     assert summary.done == 2 and summary.skipped == 1 and not summary.stopped  # the photo the disk failed is redone
     assert (out / "small.png").is_file() and (out / "rotated.png").is_file()
+
+
+def test_a_manifest_line_cut_short_by_a_crash_is_redone_not_fatal(tmp_path: Path) -> None:
+    from styleclip_desktop.batch.manifest import BatchItem, Manifest
+
+    done = {"key": "a", "status": "done", "faces": []}
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(done) + '\n{"key": "b", "stat')
+    with Manifest(tmp_path) as manifest:
+        assert set(manifest.records) == {"a"} and manifest.damaged_lines == 1
+        assert manifest.finished(BatchItem(1, "a.jpg", "0" * 64, "a")) is not None
+        assert manifest.finished(BatchItem(2, "b.jpg", "1" * 64, "b")) is None  # redone
+        manifest.append({"key": "b", "status": "failed", "reason": "no face found"})
+        manifest.append({"key": "c", "status": "failed", "reason": "no face found"})
+    assert [r["key"] for r in read_records(tmp_path)] == ["a", "b", "c"]
+    with Manifest(tmp_path) as manifest:
+        assert set(manifest.records) == {"a", "b", "c"} and manifest.damaged_lines == 1

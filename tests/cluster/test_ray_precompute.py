@@ -148,7 +148,7 @@ def test_shards_are_whole_batches_in_the_gaps_left() -> None:
 
 
 def test_no_more_workers_start_than_the_machines_hold() -> None:
-    from styleclip_desktop.cluster.ray_precompute import worker_room
+    from styleclip_desktop.cluster import worker_room
 
     class Cluster:
         @staticmethod
